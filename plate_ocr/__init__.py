@@ -1,0 +1,7 @@
+"""plate-ocr-stream: the shared, light core (settings, Redis names, results stream, CLI).
+
+Both the producer (on an edge box, without the model stack) and the worker import from here, so
+nothing in this package may import torch, ultralytics or OpenCV at module level.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,82 @@
+"""The one settings object, read once at start-up (env prefix PLATE_OCR_) and passed down.
+
+Nothing else in the code reads the environment. Tests build `Settings(...)` directly or through
+`Settings.from_env({...})`, never by patching `os.environ`.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from plate_ocr.constants import DEFAULT_CONFIDENCE, DEFAULT_QUEUE, DEFAULT_RESULTS_STREAM
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "PLATE_OCR_"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Durations carry their unit in the name."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # Connections and names. rediss:// for TLS; user:password@ for AUTH and ACL users.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = Field(default=DEFAULT_QUEUE, pattern=r"^[A-Za-z0-9_.\-]+$")
+    results_stream: str = Field(default=DEFAULT_RESULTS_STREAM, min_length=1)
+    stream_maxlen: int = Field(default=100_000, ge=1, description="approximate MAXLEN trimming")
+
+    # Producer.
+    max_queue_depth: int = Field(default=100_000, ge=1)
+
+    # Model and device.
+    model_path: Path | None = Field(default=None, description="None: the bundled model")
+    device: str = "cpu"
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
+    imgsz: int = Field(default=256, ge=32, le=2048)
+
+    # Batching.
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_wait_ms: int = Field(default=10, ge=0)
+
+    # Input limits: safe defaults for plate crops.
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=16_000_000, ge=1)
+    max_metadata_bytes: int = Field(default=4096, ge=0)
+    allowed_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(), description="file:// references resolve only under these (os.pathsep list)"
+    )
+
+    # Reliability.
+    lease_s: int = Field(default=30, ge=2, description="a started job is orphaned after this")
+    recovery_interval_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    result_ttl_s: int = Field(default=3600, ge=0)
+    failure_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
+    shutdown_grace_s: float = Field(default=25.0, ge=0, description="< the pod's 30 s grace")
+
+    worker_id: str | None = None
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(p) for p in value.split(os.pathsep) if p)
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "Settings":
+        """Settings from an explicit environment mapping plus overrides (CLI flags win)."""
+        values: dict[str, Any] = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in environ.items()
+            if key.startswith(ENV_PREFIX)
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        # A prefix no variable has: what was passed in is the whole truth, not os.environ.
+        return cls(_env_prefix="__PLATE_OCR_UNUSED__", **values)

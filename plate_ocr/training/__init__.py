@@ -1,0 +1,6 @@
+"""Training tools: the synthetic USA plate generator and the YOLO11n training wrapper.
+
+These modules belong to the model stack (OpenCV, ultralytics); the light core never imports them.
+"""
+
+__all__: list[str] = []

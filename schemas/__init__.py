@@ -1,0 +1,38 @@
+"""The contract between producers, workers and consumers: versioned pydantic models.
+
+Light on purpose: importing this package pulls in pydantic only, never torch or OpenCV.
+"""
+
+from schemas.codes import ErrorCode
+from schemas.job import DetectorBox, PlateJob
+from schemas.reading import (
+    CharacterReading,
+    ModelInfo,
+    PlateReading,
+    ReadingError,
+    Timings,
+    reading_id_for,
+)
+from schemas.version import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CharacterReading",
+    "DetectorBox",
+    "ErrorCode",
+    "ModelInfo",
+    "PlateJob",
+    "PlateReading",
+    "ReadingError",
+    "Timings",
+    "json_schemas",
+    "reading_id_for",
+]
+
+
+def json_schemas() -> dict[str, object]:
+    """The JSON Schema of the job and the reading, for consumers in other languages."""
+    return {
+        "PlateJob": PlateJob.model_json_schema(),
+        "PlateReading": PlateReading.model_json_schema(),
+    }

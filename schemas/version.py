@@ -1,0 +1,15 @@
+"""The schema version stamped on every job and reading.
+
+Minor bumps only add optional fields; a major bump breaks consumers, who should check it.
+"""
+
+from typing import Final
+
+__all__ = ["SCHEMA_VERSION", "is_compatible"]
+
+SCHEMA_VERSION: Final = "1.0"
+
+
+def is_compatible(version: str) -> bool:
+    """True when a document of `version` can be read by this code (same major version)."""
+    return version.split(".", 1)[0] == SCHEMA_VERSION.split(".", 1)[0]
