@@ -1,12 +1,12 @@
 """The error hierarchy. One root, so callers can catch everything of ours in one place.
 
-    PlateOcrError
-    ├── ConfigError          settings are invalid or contradict each other
-    ├── DeviceUnavailable    the requested device does not exist here (never a silent fallback)
-    ├── ModelError           the weights are missing or are not a 36-class character detector
-    ├── QueueFull            the queue is at its configured maximum depth
-    ├── ReadingTimeout       wait() gave up before the reading arrived
-    └── JobError             one job cannot be read; carries the ErrorCode of its error reading
+PlateOcrError
+├── ConfigError          settings are invalid or contradict each other
+├── DeviceUnavailable    the requested device does not exist here (never a silent fallback)
+├── ModelError           the weights are missing or are not a 36-class character detector
+├── QueueFull            the queue is at its configured maximum depth
+├── ReadingTimeout       wait() gave up before the reading arrived
+└── JobError             one job cannot be read; carries the ErrorCode of its error reading
 """
 
 from schemas.codes import ErrorCode

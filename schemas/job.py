@@ -7,7 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from schemas.version import SCHEMA_VERSION, is_compatible
 
@@ -17,7 +24,7 @@ __all__ = ["MAX_METADATA_BYTES_CEILING", "DetectorBox", "PlateJob", "new_job_id"
 # producer and again by the worker.
 MAX_METADATA_BYTES_CEILING = 64 * 1024
 
-JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+JobId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
 def new_job_id() -> str:

@@ -1,0 +1,108 @@
+"""Recovery: put the jobs of dead workers back on the queue, fast.
+
+RQ's own cleanup of abandoned jobs runs every 10 minutes and moves them to the failed registry.
+We want them *read*, within seconds: every live worker sweeps every `recovery_interval_s`:
+
+- a started job whose lease (`lease_s`, the execution's score in the started registry) ran out
+  belongs to a worker that died mid-batch (a live one finishes its batch well inside the lease);
+- a job id left in the intermediate list for longer than a lease was taken by a worker that died
+  before it could mark it started.
+
+Both are pushed back to the *front* of the queue (they are the oldest work) with their attempt
+count incremented. The intake refuses a job past `max_attempts` with an error reading, so a crop
+that kills every worker that touches it ends as an error instead of cycling forever.
+The sweep is one Lua script: two workers sweeping at once cannot requeue the same job twice.
+"""
+
+import logging
+import time
+
+import redis
+from rq import Queue
+
+from plate_ocr.constants import (
+    ATTEMPTS_FIELD,
+    RQ_EXECUTION_KEY_PREFIX,
+    RQ_EXECUTIONS_KEY_PREFIX,
+    RQ_JOB_KEY_PREFIX,
+)
+
+__all__ = ["Recovery"]
+
+log = logging.getLogger("plate_ocr.worker.recovery")
+
+# KEYS: started registry, queue, intermediate list
+# ARGV: now (epoch s), lease_s, job key prefix, attempts field, execution key prefix,
+#       executions registry key prefix
+_SWEEP = """
+local requeued = {}
+local function requeue(job_id)
+  local job_key = ARGV[3] .. job_id
+  if redis.call('EXISTS', job_key) == 0 then return end
+  redis.call('HINCRBY', job_key, ARGV[4], 1)
+  redis.call('HSET', job_key, 'status', 'queued')
+  redis.call('LREM', KEYS[3], 0, job_id)
+  redis.call('LPUSH', KEYS[2], job_id)
+  table.insert(requeued, job_id)
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, member in ipairs(expired) do
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    local job_id = string.match(member, '^([^:]+)')
+    redis.call('DEL', ARGV[5] .. member)
+    redis.call('ZREM', ARGV[6] .. job_id, member)
+    requeue(job_id)
+  end
+end
+-- Ids stranded between the queue and the started registry. First sighting only stamps them.
+local lease = tonumber(ARGV[2])
+for _, job_id in ipairs(redis.call('LRANGE', KEYS[3], 0, 999)) do
+  local seen_key = KEYS[3] .. ':first_seen:' .. job_id
+  local first = redis.call('GET', seen_key)
+  if not first then
+    redis.call('SET', seen_key, ARGV[1], 'EX', lease * 4)
+  elseif tonumber(ARGV[1]) - tonumber(first) > lease then
+    redis.call('DEL', seen_key)
+    requeue(job_id)
+  end
+end
+return requeued
+"""
+
+
+class Recovery:
+    def __init__(
+        self, queue: Queue, connection: redis.Redis, *, lease_s: int, interval_s: float
+    ) -> None:
+        self._queue = queue
+        self._lease_s = lease_s
+        self._interval_s = interval_s
+        self._next_at = 0.0
+        self._sweep = connection.register_script(_SWEEP)
+
+    def sweep_if_due(self) -> list[str]:
+        now = time.monotonic()
+        if now < self._next_at:
+            return []
+        self._next_at = now + self._interval_s
+        return self.sweep()
+
+    def sweep(self) -> list[str]:
+        """Requeue what dead workers left behind; returns the job ids requeued."""
+        keys = [
+            self._queue.started_job_registry.key,
+            self._queue.key,
+            self._queue.intermediate_queue_key,
+        ]
+        args = [
+            time.time(),
+            self._lease_s,
+            RQ_JOB_KEY_PREFIX,
+            ATTEMPTS_FIELD,
+            RQ_EXECUTION_KEY_PREFIX,
+            RQ_EXECUTIONS_KEY_PREFIX,
+        ]
+        requeued = [j.decode() if isinstance(j, bytes) else str(j) for j in self._sweep(keys, args)]
+        if requeued:
+            log.warning("requeued %d jobs abandoned by dead workers", len(requeued))
+        return requeued
