@@ -8,8 +8,6 @@ from typing import Final
 
 __all__ = [
     "ATTEMPTS_FIELD",
-    "RQ_EXECUTIONS_KEY_PREFIX",
-    "RQ_EXECUTION_KEY_PREFIX",
     "CLASS_NAMES",
     "DEFAULT_CONFIDENCE",
     "DEFAULT_QUEUE",
@@ -25,9 +23,12 @@ __all__ = [
     "REDIS_IMAGE_KEY_PREFIX",
     "REDIS_IMAGE_TTL_S",
     "REDIS_SOCKET_TIMEOUT_S",
+    "RQ_EXECUTIONS_KEY_PREFIX",
+    "RQ_EXECUTION_KEY_PREFIX",
     "RQ_JOB_KEY_PREFIX",
     "RQ_QUEUES_KEY",
     "RQ_QUEUE_KEY_PREFIX",
+    "RQ_RESULTS_KEY_PREFIX",
     "WAIT_CURSORS_MAX",
     "WORKER_HEARTBEAT_KEY_PREFIX",
 ]
@@ -48,6 +49,7 @@ RQ_QUEUES_KEY: Final = "rq:queues"
 RQ_JOB_KEY_PREFIX: Final = "rq:job:"
 RQ_EXECUTION_KEY_PREFIX: Final = "rq:execution:"  # + "job_id:execution_id"
 RQ_EXECUTIONS_KEY_PREFIX: Final = "rq:executions:"  # + job_id
+RQ_RESULTS_KEY_PREFIX: Final = "rq:results:"  # + job_id
 
 # Our own field in RQ's job hash: how many times the job was recovered from a dead worker.
 ATTEMPTS_FIELD: Final = "plate_ocr_attempts"

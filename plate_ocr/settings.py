@@ -79,4 +79,4 @@ class Settings(BaseSettings):
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         # A prefix no variable has: what was passed in is the whole truth, not os.environ.
-        return cls(_env_prefix="__PLATE_OCR_UNUSED__", **values)
+        return cls(_env_prefix="__PLATE_OCR_UNUSED__", **values)  # type: ignore[call-arg]

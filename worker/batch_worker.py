@@ -30,7 +30,7 @@ from plate_ocr.settings import Settings
 from schemas import ErrorCode, ModelInfo, PlateJob
 from worker.image import decode_image
 from worker.intake import Envelope, admit, envelope_of, load_images
-from worker.ledger import Ledger, Outcome, StartedJob
+from worker.ledger import Ledger, Outcome, Taken
 from worker.readings import ReadingFactory, Recognition
 from worker.recovery import Recovery
 
@@ -130,28 +130,19 @@ class BatchWorker:
 
     def _handle_batch(self, job_ids: Sequence[str]) -> None:
         taken_at = datetime.now(UTC)
-        fetched = self.ledger.fetch(job_ids)
-        gone = [jid for jid, (job, _) in zip(job_ids, fetched, strict=True) if job is None]
-        if gone:
-            log.warning("skipping %d ids whose job hash is gone: %s", len(gone), gone[:5])
-            self.ledger.forget(gone)
-        present = [(job, attempts) for job, attempts in fetched if job is not None]
-        started = self.ledger.start([job for job, _ in present])
-
         outcomes: list[Outcome] = []
-        admitted: list[tuple[StartedJob, PlateJob]] = []
-        for s, (_, attempts) in zip(started, present, strict=True):
+        admitted: list[tuple[Taken, PlateJob]] = []
+        for taken in self.ledger.start(job_ids):
             try:
-                if attempts >= self._settings.max_attempts:
+                if taken.attempts >= self._settings.max_attempts:
                     raise JobError(
                         ErrorCode.RETRIES_EXHAUSTED,
-                        f"abandoned by a dead worker {attempts} times; not retried again",
+                        f"abandoned by a dead worker {taken.attempts} times; not retried again",
                     )
-                admitted.append((s, admit(s.job, self._settings)))
+                admitted.append((taken, admit(taken, self._settings)))
             except JobError as e:
-                outcomes.append(
-                    Outcome(s, self._readings.error(envelope_of(s.job), e, taken_at=taken_at))
-                )
+                reading = self._readings.error(envelope_of(taken), e, taken_at=taken_at)
+                outcomes.append(Outcome(taken, reading))
         outcomes.extend(self._read(admitted, taken_at))
         published = self.ledger.finish(outcomes)
         self.jobs_done += len(outcomes)
@@ -160,7 +151,7 @@ class BatchWorker:
             log.warning("%d readings were already published (recovered jobs)", duplicates)
 
     def _read(
-        self, admitted: Sequence[tuple[StartedJob, PlateJob]], taken_at: datetime
+        self, admitted: Sequence[tuple[Taken, PlateJob]], taken_at: datetime
     ) -> list[Outcome]:
         if not admitted:
             return []
@@ -171,7 +162,7 @@ class BatchWorker:
         decode_ms = (time.perf_counter() - t0) * 1000.0 / len(admitted)
 
         outcomes: list[Outcome] = []
-        ready: list[tuple[StartedJob, PlateJob, np.ndarray]] = []
+        ready: list[tuple[Taken, PlateJob, np.ndarray]] = []
         for (s, pj), image in zip(admitted, decoded, strict=True):
             if isinstance(image, JobError):
                 reading = self._readings.error(

@@ -5,21 +5,23 @@ The payload is decoded with RQ's JSON serializer only: a pickled payload is neve
 simply fails to parse as JSON.
 """
 
+import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from pydantic import ValidationError
-from rq.job import Job
 
 from plate_ocr.constants import JOB_FUNC_NAME
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from schemas import ErrorCode, PlateJob
 from worker.image import load_file_ref
+from worker.ledger import Taken
 
-__all__ = ["Envelope", "admit", "envelope_of", "load_images"]
+__all__ = ["Envelope", "admit", "decode_payload", "envelope_of", "load_images"]
 
 _REDIS_REF = "redis://"
 _FILE_REF = "file://"
@@ -34,31 +36,43 @@ class Envelope:
     metadata: dict[str, Any]
 
 
-def envelope_of(job: Job) -> Envelope:
+def decode_payload(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+    """RQ's (func_name, instance, args, kwargs), read as JSON and nothing else: a pickled
+    payload is never unpickled, it simply fails to parse."""
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        raw = data  # RQ stores uncompressed data when compression did not help
+    try:
+        func_name, _instance, args, kwargs = json.loads(raw)
+    except (ValueError, TypeError) as e:
+        raise JobError(
+            ErrorCode.UNDECODABLE_PAYLOAD, f"job payload is not RQ JSON: {type(e).__name__}"
+        ) from e
+    if not isinstance(func_name, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise JobError(ErrorCode.UNDECODABLE_PAYLOAD, "job payload is not an RQ call")
+    return func_name, args, kwargs
+
+
+def envelope_of(taken: Taken) -> Envelope:
     """Best effort: the job id always, camera and metadata when the payload is readable."""
     try:
-        args = job.args
+        _, args, _ = decode_payload(taken.data)
         raw = args[0] if args and isinstance(args[0], dict) else {}
-    except Exception:  # an undecodable payload still deserves an error reading
+    except JobError:  # an undecodable payload still deserves an error reading
         raw = {}
     camera = raw.get("camera_id")
     metadata = raw.get("metadata")
     return Envelope(
-        job_id=job.id,
+        job_id=taken.job_id,
         camera_id=camera if isinstance(camera, str) else None,
         metadata=metadata if isinstance(metadata, dict) else {},
     )
 
 
-def admit(job: Job, settings: Settings) -> PlateJob:
+def admit(taken: Taken, settings: Settings) -> PlateJob:
     """The PlateJob inside an RQ job, or a JobError saying why it will not be run."""
-    try:
-        func_name = job.func_name
-        args, kwargs = job.args, job.kwargs
-    except Exception as e:
-        raise JobError(
-            ErrorCode.UNDECODABLE_PAYLOAD, f"job payload is not RQ JSON: {type(e).__name__}"
-        ) from e
+    func_name, args, kwargs = decode_payload(taken.data)
     if func_name != JOB_FUNC_NAME:
         raise JobError(
             ErrorCode.FOREIGN_FUNCTION,
@@ -70,7 +84,7 @@ def admit(job: Job, settings: Settings) -> PlateJob:
         plate_job = PlateJob.model_validate(args[0])
     except ValidationError as e:
         raise _validation_error(e) from e
-    if plate_job.job_id != job.id:
+    if plate_job.job_id != taken.job_id:
         raise JobError(ErrorCode.INVALID_JOB, "PlateJob.job_id differs from the RQ job id")
     size = plate_job.metadata_bytes()
     if size > settings.max_metadata_bytes:
@@ -120,7 +134,7 @@ def load_images(
                     f"image is {len(value)} bytes, over the limit of {settings.max_image_bytes}",
                 )
             else:
-                out[i] = bytes(value)
+                out[i] = value if isinstance(value, bytes) else value.encode()
     return out
 
 

@@ -48,9 +48,9 @@ end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
 for _, member in ipairs(expired) do
   if redis.call('ZREM', KEYS[1], member) == 1 then
-    local job_id = string.match(member, '^([^:]+)')
+    local job_id, exec_id = string.match(member, '^([^:]+):(.*)$')
     redis.call('DEL', ARGV[5] .. member)
-    redis.call('ZREM', ARGV[6] .. job_id, member)
+    redis.call('ZREM', ARGV[6] .. job_id, exec_id)
     requeue(job_id)
   end
 end
@@ -94,7 +94,7 @@ class Recovery:
             self._queue.key,
             self._queue.intermediate_queue_key,
         ]
-        args = [
+        args: list[str | float] = [
             time.time(),
             self._lease_s,
             RQ_JOB_KEY_PREFIX,

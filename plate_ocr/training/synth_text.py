@@ -1,4 +1,4 @@
-"""Plate texts for the synthetic generator: class names, state-like serial formats, distractor words.
+"""Plate texts for the generator: class names, state-like serial formats, distractor words.
 
 Formats follow common USA issues so that the detector sees realistic character mixes and group
 layouts; the exact state does not matter, only the shapes of the strings and their separators.
@@ -44,28 +44,117 @@ _FORMATS: tuple[tuple[str, float], ...] = (
 _FORMAT_P = np.array([w for _, w in _FORMATS])
 _FORMAT_P /= _FORMAT_P.sum()
 
+# New York issues dominate the real crops (passenger, commercial, NYC taxi / livery), so the
+# NY-styled plates draw from NY's own formats. "Y" also prefixes some yellow-cab medallions.
+_NY_FORMATS: tuple[tuple[str, float], ...] = (
+    ("LLL-NNNN", 50.0),
+    ("TNNNNNNC", 25.0),
+    ("YNNNNNNC", 3.0),
+    ("NNNNN-LL", 10.0),
+    ("LL-NNNNN", 3.0),
+    ("VANITY", 9.0),
+)
+_NY_P = np.array([w for _, w in _NY_FORMATS])
+_NY_P /= _NY_P.sum()
+
 STATE_NAMES: tuple[str, ...] = (
-    "NEW YORK", "New York", "NEW JERSEY", "New Jersey", "Connecticut", "PENNSYLVANIA",
-    "California", "TEXAS", "Florida", "OHIO", "ILLINOIS", "Massachusetts", "MICHIGAN",
-    "Virginia", "NORTH CAROLINA", "Georgia", "ARIZONA", "Colorado", "Maryland", "WASHINGTON",
-    "Oregon", "NEVADA", "Utah", "IDAHO", "Montana", "Kentucky", "INDIANA", "Tennessee",
-    "ALABAMA", "Louisiana", "Minnesota", "WISCONSIN", "IOWA", "Missouri", "Vermont", "MAINE",
+    "NEW YORK",
+    "New York",
+    "NEW JERSEY",
+    "New Jersey",
+    "Connecticut",
+    "PENNSYLVANIA",
+    "California",
+    "TEXAS",
+    "Florida",
+    "OHIO",
+    "ILLINOIS",
+    "Massachusetts",
+    "MICHIGAN",
+    "Virginia",
+    "NORTH CAROLINA",
+    "Georgia",
+    "ARIZONA",
+    "Colorado",
+    "Maryland",
+    "WASHINGTON",
+    "Oregon",
+    "NEVADA",
+    "Utah",
+    "IDAHO",
+    "Montana",
+    "Kentucky",
+    "INDIANA",
+    "Tennessee",
+    "ALABAMA",
+    "Louisiana",
+    "Minnesota",
+    "WISCONSIN",
+    "IOWA",
+    "Missouri",
+    "Vermont",
+    "MAINE",
 )
 SLOGANS: tuple[str, ...] = (
-    "EMPIRE STATE", "Garden State", "Constitution State", "Sunshine State", "THE LONE STAR STATE",
-    "Land of Lincoln", "First in Flight", "visitPA.com", "Great Lakes", "Live Free or Die",
-    "COMMERCIAL", "TAXI", "Excelsior", "Wild, Wonderful", "Famous Potatoes", "Centennial",
-    "dmv.ca.gov", "Greatest Snow on Earth", "Pure Michigan", "Spirit of America",
-    "Green Mountain State", "The Volunteer State", "Heart of Dixie", "Virginia is for Lovers",
+    "EMPIRE STATE",
+    "Garden State",
+    "Constitution State",
+    "Sunshine State",
+    "THE LONE STAR STATE",
+    "Land of Lincoln",
+    "First in Flight",
+    "visitPA.com",
+    "Great Lakes",
+    "Live Free or Die",
+    "COMMERCIAL",
+    "TAXI",
+    "Excelsior",
+    "Wild, Wonderful",
+    "Famous Potatoes",
+    "Centennial",
+    "dmv.ca.gov",
+    "Greatest Snow on Earth",
+    "Pure Michigan",
+    "Spirit of America",
+    "Green Mountain State",
+    "The Volunteer State",
+    "Heart of Dixie",
+    "Virginia is for Lovers",
 )
 DEALER_WORDS: tuple[str, ...] = (
-    "NISSAN OF MEADOWLANDS", "HONDA CITY", "TOYOTA OF QUEENS", "FORD", "AUTONATION",
-    "BAY RIDGE CHEVROLET", "CARMAX", "PROUD GRANDPARENT", "I LOVE MY DOG", "BMW OF MANHATTAN",
-    "SUBARU", "KIA MOTORS", "METRO AUTO", "HYUNDAI", "GO YANKEES", "BROOKLYN",
+    "NISSAN OF MEADOWLANDS",
+    "HONDA CITY",
+    "TOYOTA OF QUEENS",
+    "FORD",
+    "AUTONATION",
+    "BAY RIDGE CHEVROLET",
+    "CARMAX",
+    "PROUD GRANDPARENT",
+    "I LOVE MY DOG",
+    "BMW OF MANHATTAN",
+    "SUBARU",
+    "KIA MOTORS",
+    "METRO AUTO",
+    "HYUNDAI",
+    "GO YANKEES",
+    "BROOKLYN",
 )
 # Small stacked prefixes/suffixes that the labels leave out ("DP", dealer, MTA, fire fighter).
 SMALL_STACKS: tuple[str, ...] = (
-    "DP", "DLR", "MTA", "VF", "TLC", "NY", "PA", "JR", "MC", "FIRE", "59", "24", "HP", "MV",
+    "DP",
+    "DLR",
+    "MTA",
+    "VF",
+    "TLC",
+    "NY",
+    "PA",
+    "JR",
+    "MC",
+    "FIRE",
+    "59",
+    "24",
+    "HP",
+    "MV",
 )
 
 
@@ -98,9 +187,12 @@ def _vanity(rng: np.random.Generator) -> PlateText:
     return PlateText((chars,))
 
 
-def random_plate_text(rng: np.random.Generator) -> PlateText:
-    """Draw a serial in a state-like format."""
-    pattern = _FORMATS[int(rng.choice(len(_FORMATS), p=_FORMAT_P))][0]
+def random_plate_text(rng: np.random.Generator, style: str = "any") -> PlateText:
+    """Draw a serial in a state-like format ("ny" style: New York's own formats)."""
+    if style == "ny":
+        pattern = _NY_FORMATS[int(rng.choice(len(_NY_FORMATS), p=_NY_P))][0]
+    else:
+        pattern = _FORMATS[int(rng.choice(len(_FORMATS), p=_FORMAT_P))][0]
     if pattern == "VANITY":
         return _vanity(rng)
     groups: list[str] = []

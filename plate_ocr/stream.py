@@ -1,0 +1,283 @@
+"""The results stream: how a reading is laid out as a stream entry, and how to read readings back.
+
+The worker publishes each reading with `XADD <results_stream> MAXLEN ~ N * <stream_fields(r)>`;
+every reader decodes entries with `parse_entry`. The `reading` field is the whole truth; the other
+fields copy a few of its values so that `XRANGE`/`redis-cli` users and other languages can filter
+without parsing JSON.
+
+Reading without a group is a broadcast (`XREAD`): each reader sees every reading, and nothing is
+remembered between runs. Reading in a consumer group (`XREADGROUP`) splits the readings among the
+group's consumers, and Redis remembers what each consumer was given. An entry is acknowledged when
+the caller asks `follow()` for the next reading, i.e. after the caller has handled it: a consumer
+that crashes mid-handling leaves that entry pending, and on restart under the same consumer name
+it is delivered again before anything new. That is at-least-once delivery, so handlers should
+deduplicate on `reading_id` (stable across retries of the same job). A consumer takes up to 100
+entries per read, so one that dies may leave that many pending; entries pending for a consumer
+name that never comes back stay pending (claim them with XAUTOCLAIM if that matters).
+"""
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any, cast
+
+import redis
+from pydantic import ValidationError
+
+from plate_ocr.connection import Backoff, connect, retry_on_disconnect
+from plate_ocr.constants import MAX_BLOCK_MS
+from plate_ocr.errors import ConfigError, PlateOcrError
+from plate_ocr.settings import Settings
+from schemas import PlateReading
+
+__all__ = [
+    "MalformedEntry",
+    "ReadingStream",
+    "default_consumer_name",
+    "parse_entry",
+    "run_tail",
+    "stream_fields",
+]
+
+log = logging.getLogger("plate_ocr.stream")
+
+# Entries per XREAD (the module docstring quotes it): amortises the round trip, bounds memory.
+_READ_COUNT = 100
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class MalformedEntry(PlateOcrError):
+    """Raised when a stream entry is not a reading written by `stream_fields`."""
+
+    def __init__(self, message: str, fields: Mapping[Any, Any]) -> None:
+        super().__init__(message)
+        self.fields = dict(fields)  # kept raw, for whoever investigates
+
+
+def stream_fields(reading: PlateReading) -> dict[str, str]:
+    """The fields of the stream entry that publishes `reading`. The one place this layout lives."""
+    return {
+        "reading": reading.model_dump_json(),
+        "job_id": reading.job_id,
+        "reading_id": reading.reading_id,
+        "status": reading.status,
+        "text": reading.text,
+        "camera_id": reading.camera_id or "",
+    }
+
+
+def parse_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> PlateReading:
+    """The reading carried by one stream entry's fields (bytes or str keys, as the client gives)."""
+    raw = cast(Mapping[Any, Any], fields)
+    document = raw.get(b"reading", raw.get("reading"))
+    if document is None:
+        raise MalformedEntry("stream entry has no 'reading' field", raw)
+    try:
+        return PlateReading.model_validate_json(document)
+    except ValidationError as e:
+        raise MalformedEntry(f"stream entry's 'reading' is not a PlateReading: {e}", raw) from e
+
+
+def default_consumer_name() -> str:
+    """Stable across restarts of the same host/container, so its pending entries are picked up."""
+    return socket.gethostname()
+
+
+class ReadingStream:
+    """Reads PlateReadings from `settings.results_stream`."""
+
+    def __init__(self, settings: Settings, *, connection: "redis.Redis | None" = None) -> None:
+        self._redis = (
+            connection
+            if connection is not None
+            else connect(settings, client_name="plate-ocr-stream")
+        )
+        self.name = settings.results_stream
+        self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
+
+    def read_all(self) -> list[PlateReading]:
+        """Every reading still in the stream, oldest first (for tests, demos and small streams)."""
+        entries = cast(list[Entry], self._redis.xrange(self.name))
+        return [parse_entry(fields) for _, fields in entries]
+
+    def follow(
+        self,
+        group: str | None = None,
+        consumer: str | None = None,
+        *,
+        from_start: bool = False,
+        block_ms: int = MAX_BLOCK_MS,
+        count: int | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> Generator[PlateReading, None, None]:
+        """Readings as they are published, blocking for new ones.
+
+        from_start: begin at the oldest entry kept instead of the ones published from now on
+        (with a group, this only matters when the group does not exist yet).
+        count: stop after this many readings. idle_timeout_s: stop once no entry has arrived for
+        this long (None: follow forever). `close()` the generator to stop without acknowledging
+        the reading last handed out. Malformed entries are logged and skipped (and, in a
+        group, acknowledged, so that one bad entry cannot wedge the group).
+        """
+        if consumer is not None and group is None:
+            raise ConfigError("a consumer name only makes sense with a consumer group")
+        block_ms = max(1, min(block_ms, MAX_BLOCK_MS))
+        # The starting point is fixed now, not at the first next(): a reading published between
+        # this call and the first iteration is not missed.
+        if group is None:
+            # "$" would be re-evaluated by every XREAD, dropping what arrives between two of them,
+            # so resolve it once to the newest entry's id and always read after a concrete id.
+            cursor = b"0-0" if from_start else self._newest_id()
+            entries = self._plain_entries(cursor, block_ms, idle_timeout_s)
+        else:
+            self._ensure_group(group, from_start)
+            name = consumer or default_consumer_name()
+            entries = self._group_entries(group, name, from_start, block_ms, idle_timeout_s)
+        return self._deliver(entries, group, count)
+
+    def _deliver(
+        self, entries: Iterator[Entry], group: str | None, count: int | None
+    ) -> Generator[PlateReading, None, None]:
+        delivered = 0
+        if count is not None and count <= 0:
+            return
+        for entry_id, fields in entries:
+            reading = self._parse_or_log(entry_id, fields)
+            if reading is not None:
+                yield reading
+                delivered += 1
+            if group is not None:
+                # Reached only when the caller asks for the next reading: it is done with this one.
+                self._ack(group, entry_id)
+            if count is not None and delivered >= count:
+                return
+
+    def _plain_entries(
+        self, cursor: bytes, block_ms: int, idle_timeout_s: float | None
+    ) -> Iterator[Entry]:
+        def read(wait_ms: int) -> list[Entry]:
+            nonlocal cursor
+            reply = self._call(
+                lambda: self._redis.xread({self.name: cursor}, count=_READ_COUNT, block=wait_ms),
+                "XREAD",
+            )
+            entries = _entries_of(reply)
+            if entries:
+                cursor = entries[-1][0]
+            return entries
+
+        yield from _poll(read, block_ms, idle_timeout_s)
+
+    def _group_entries(
+        self,
+        group: str,
+        consumer: str,
+        from_start: bool,
+        block_ms: int,
+        idle_timeout_s: float | None,
+    ) -> Iterator[Entry]:
+        def read(cursor: bytes, wait_ms: int | None) -> list[Entry]:
+            try:
+                reply = self._call(
+                    lambda: self._redis.xreadgroup(
+                        group, consumer, {self.name: cursor}, count=_READ_COUNT, block=wait_ms
+                    ),
+                    "XREADGROUP",
+                )
+            except redis.ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                # Redis came back without our group (restarted without persistence, or the
+                # stream was deleted): recreate it rather than fail forever.
+                self._ensure_group(group, from_start)
+                return []
+            return _entries_of(reply)
+
+        # First what this consumer was given before a crash or restart and never acknowledged.
+        # Reading from an id (not ">") returns our pending entries, and never blocks.
+        cursor = b"0-0"
+        while pending := read(cursor, None):
+            for entry_id, fields in pending:
+                cursor = entry_id
+                yield entry_id, fields
+        yield from _poll(lambda wait_ms: read(b">", wait_ms), block_ms, idle_timeout_s)
+
+    def _ack(self, group: str, entry_id: bytes) -> None:
+        self._call(lambda: self._redis.xack(self.name, group, entry_id), "XACK")
+
+    def _ensure_group(self, group: str, from_start: bool) -> None:
+        try:
+            self._call(
+                lambda: self._redis.xgroup_create(
+                    self.name, group, id="0" if from_start else "$", mkstream=True
+                ),
+                "XGROUP CREATE",
+            )
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    def _newest_id(self) -> bytes:
+        newest = cast(
+            list[Entry], self._call(lambda: self._redis.xrevrange(self.name, count=1), "XREVRANGE")
+        )
+        return newest[0][0] if newest else b"0-0"
+
+    def _parse_or_log(
+        self, entry_id: bytes, fields: dict[bytes, bytes] | None
+    ) -> PlateReading | None:
+        if not fields:  # a pending entry trimmed from the stream after it was delivered
+            return None
+        try:
+            return parse_entry(fields)
+        except MalformedEntry as e:
+            log.error("skipping malformed entry %s on %s: %s", entry_id.decode(), self.name, e)
+            return None
+
+    def _call(self, call: Callable[[], Any], what: str) -> Any:
+        # A tail or consumer outlives a Redis restart instead of dying with it.
+        return retry_on_disconnect(call, backoff=self._backoff, what=f"{what} {self.name}")
+
+
+def _entries_of(reply: Any) -> list[Entry]:
+    # XREAD/XREADGROUP on one stream reply [[stream_name, [(id, fields), ...]]], or nothing.
+    if not reply:
+        return []
+    return cast(list[Entry], reply[0][1])
+
+
+def _poll(
+    read: Callable[[int], list[Entry]], block_ms: int, idle_timeout_s: float | None
+) -> Iterator[Entry]:
+    """Blocking reads of at most `block_ms`, until `idle_timeout_s` passes without an entry."""
+    last_entry_at = time.monotonic()
+    while True:
+        wait_ms = block_ms
+        if idle_timeout_s is not None:
+            left_ms = int((last_entry_at + idle_timeout_s - time.monotonic()) * 1000)
+            wait_ms = max(1, min(wait_ms, left_ms))
+        entries = read(wait_ms)
+        yield from entries
+        if entries:
+            # Measured after the caller handled the batch: only time spent waiting on Redis counts.
+            last_entry_at = time.monotonic()
+        elif idle_timeout_s is not None and time.monotonic() - last_entry_at >= idle_timeout_s:
+            # Checked only after a read, so a slow (busy) process still reads what is waiting.
+            return
+
+
+def run_tail(
+    settings: Settings,
+    *,
+    group: str | None,
+    consumer: str | None,
+    from_start: bool,
+    count: int | None,
+) -> int:
+    """`plate-ocr tail`: print readings as JSON lines until `count` readings (or forever)."""
+    stream = ReadingStream(settings)
+    for reading in stream.follow(group, consumer, from_start=from_start, count=count):
+        print(reading.model_dump_json(), flush=True)
+    return 0

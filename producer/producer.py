@@ -1,0 +1,359 @@
+"""`PlateProducer`: put plate crops on the queue as RQ jobs, and wait for their readings if asked.
+
+A job is an ordinary RQ job (JSON serializer, never pickle) calling `JOB_FUNC_NAME` with one
+argument, the `PlateJob` as JSON, and with RQ job id == `PlateJob.job_id`; so `rq info`,
+rq-dashboard and `rq requeue` work on our queue. The producer never decodes an image: it only
+enforces the size limits, so that an edge box needs neither OpenCV nor the model stack.
+
+Backpressure is checked, not enforced atomically: the queue length is read, then the jobs are
+pushed. Producers racing each other can overshoot `max_queue_depth` by at most the size of the
+batches they push at the same moment, which is harmless for a limit that exists to keep Redis's
+memory bounded, and keeps enqueueing a plain RQ enqueue instead of a Lua script.
+"""
+
+import os
+import struct
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypedDict, TypeVar, Unpack, cast
+
+import numpy as np
+import numpy.typing as npt
+import redis
+import rq
+from pydantic import ValidationError
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from plate_ocr.connection import Backoff, connect, retry_on_disconnect
+from plate_ocr.constants import (
+    JOB_FUNC_NAME,
+    MAX_BLOCK_MS,
+    PRODUCER_RECONNECT_DEADLINE_S,
+    REDIS_IMAGE_KEY_PREFIX,
+    REDIS_IMAGE_TTL_S,
+    RQ_JOB_KEY_PREFIX,
+    WAIT_CURSORS_MAX,
+)
+from plate_ocr.errors import JobError, QueueFull, ReadingTimeout
+from plate_ocr.settings import Settings
+from plate_ocr.stream import parse_entry
+from schemas import DetectorBox, ErrorCode, PlateJob, PlateReading
+
+__all__ = [
+    "ImageInput",
+    "ImageNotFound",
+    "ImageTooLarge",
+    "InvalidJob",
+    "JobFields",
+    "MetadataTooLarge",
+    "PlateProducer",
+    "encode_png",
+]
+
+# bytes: an encoded image; str or Path: a file to read (or, for a str, a file:// or redis://
+# reference); ndarray: pixels, encoded to PNG here.
+ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | npt.NDArray[np.uint8]
+
+T = TypeVar("T")
+
+_REFERENCE_SCHEMES = ("file://", "redis://")
+_XREAD_COUNT = 500  # entries per XREAD while wait() scans for its job's reading
+# RQ statuses of a job whose reading has been published (the worker does both atomically).
+_ENDED = {JobStatus.FINISHED.value.encode(), JobStatus.FAILED.value.encode()}
+
+
+class _CodedJobError(JobError):
+    code_of_class: ClassVar[ErrorCode]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code_of_class, message)
+
+
+class ImageTooLarge(_CodedJobError):
+    """Raised when an image is larger than `settings.max_image_bytes`."""
+
+    code_of_class = ErrorCode.IMAGE_TOO_LARGE
+
+
+class MetadataTooLarge(_CodedJobError):
+    """Raised when a job's metadata is larger than `settings.max_metadata_bytes` as JSON."""
+
+    code_of_class = ErrorCode.METADATA_TOO_LARGE
+
+
+class ImageNotFound(_CodedJobError):
+    """Raised when an image given as a path cannot be read."""
+
+    code_of_class = ErrorCode.IMAGE_NOT_FOUND
+
+
+class InvalidJob(_CodedJobError):
+    """Raised when the fields given for a job do not make a valid PlateJob (e.g. a bad job_id)."""
+
+    code_of_class = ErrorCode.INVALID_JOB
+
+
+class JobFields(TypedDict, total=False):
+    """The optional fields of a job, as keyword arguments of `submit()` and `submit_ref()`."""
+
+    camera_id: str | None
+    metadata: dict[str, Any] | None
+    job_id: str | None  # default: a fresh uuid4 hex; re-using one is idempotent
+    captured_at: datetime | None
+    box: DetectorBox | None
+    track_id: str | None
+
+
+class PlateProducer:
+    """Enqueues plate crops for the workers; `wait()` turns that into request/response."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connection: "redis.Redis | None" = None,
+        reconnect_deadline_s: float = PRODUCER_RECONNECT_DEADLINE_S,
+    ) -> None:
+        """`connection`: a client returning bytes (decode_responses=False), as `connect()` makes.
+        `reconnect_deadline_s`: how long a call rides out a Redis outage before raising
+        RedisUnavailable (reconnecting with capped exponential backoff meanwhile)."""
+        self.settings = settings
+        self._reconnect_deadline_s = reconnect_deadline_s
+        self._owns_connection = connection is None
+        if connection is None:
+            connection = connect(settings, client_name="plate-ocr-producer")
+        self._redis = connection
+        self._queue = rq.Queue(settings.queue, connection=self._redis, serializer=JSONSerializer)
+        self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
+        # job_id -> the results stream's newest entry id just before the job was pushed: its
+        # reading can only come after that, so wait() reads from there instead of the start.
+        self._cursors: OrderedDict[str, bytes] = OrderedDict()
+
+    def submit(self, image: ImageInput, **fields: Unpack[JobFields]) -> str:
+        """Enqueue one crop; returns its job id. A str file:// or redis:// URL is a reference."""
+        return self._enqueue([self._build_job(image, fields)])[0]
+
+    def submit_ref(self, ref: str, **fields: Unpack[JobFields]) -> str:
+        """Enqueue a crop the worker fetches itself: `file:///abs/path` or `redis://KEY`."""
+        if not ref.startswith(_REFERENCE_SCHEMES):
+            raise InvalidJob(f"image reference {ref!r} is neither file:// nor redis://")
+        return self._enqueue([self._build_job(ref, fields)])[0]
+
+    def submit_many(
+        self, items: Iterable[ImageInput | PlateJob], *, camera_id: str | None = None
+    ) -> list[str]:
+        """Enqueue many crops in one round trip (plus the depth check); returns their job ids.
+
+        An item that is already a PlateJob is sent as it is (its own camera_id included).
+        """
+        jobs = [
+            item if isinstance(item, PlateJob) else self._build_job(item, {"camera_id": camera_id})
+            for item in items
+        ]
+        return self._enqueue(jobs)
+
+    def put_image(self, image: ImageInput) -> str:
+        """Store an image in Redis for `REDIS_IMAGE_TTL_S`; returns its `redis://KEY` reference."""
+        data = self._image_bytes(image)
+        key = f"{REDIS_IMAGE_KEY_PREFIX}{uuid.uuid4().hex}"
+        self._retry(lambda: self._redis.set(key, data, ex=REDIS_IMAGE_TTL_S), "SET image")
+        return f"redis://{key}"
+
+    def wait(self, job_id: str, timeout_s: float) -> PlateReading:
+        """Block until the reading of `job_id` is published; raises ReadingTimeout after timeout_s.
+
+        Reads the results stream from where it ended when this producer submitted the job; from
+        the oldest entry kept (slower on a long stream) for a job it did not submit, or one
+        re-submitted after it had ended. A job re-submitted once RQ has forgotten it (result_ttl_s)
+        but while the worker still remembers publishing it gets no new reading: that times out.
+        """
+        cursor = self._cursors.get(job_id, b"0-0")
+        wanted = job_id.encode()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # At least one read even when the deadline has already passed (a stalled process):
+            # a reading that is already there is returned, never reported as a timeout.
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            for entry_id, fields in self._read_readings(
+                cursor, block_ms=max(1, min(left_ms, MAX_BLOCK_MS))
+            ):
+                cursor = entry_id
+                if fields.get(b"job_id") == wanted:
+                    self._cursors.pop(job_id, None)
+                    return parse_entry(fields)
+            if time.monotonic() >= deadline:
+                break
+        stream = self.settings.results_stream
+        raise ReadingTimeout(f"no reading for job {job_id!r} on {stream!r} within {timeout_s} s")
+
+    def depth(self) -> int:
+        """Jobs waiting in the queue (not counting those a worker has already taken)."""
+        return int(self._retry(lambda: self._queue.count, "LLEN queue"))
+
+    def close(self) -> None:
+        if self._owns_connection:
+            self._redis.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _build_job(self, image: ImageInput, fields: JobFields) -> PlateJob:
+        # None means "not given": PlateJob's defaults apply (a fresh job_id, empty metadata).
+        given: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        if isinstance(image, str) and image.startswith(_REFERENCE_SCHEMES):
+            given["image_ref"] = image
+        else:
+            given["image_b64"] = self._image_bytes(image)
+        try:
+            return PlateJob(**given)
+        except ValidationError as e:
+            raise InvalidJob(f"not a valid job: {e}") from e
+
+    def _image_bytes(self, image: ImageInput) -> bytes:
+        limit = self.settings.max_image_bytes
+        if isinstance(image, np.ndarray):
+            data = encode_png(image)
+        elif isinstance(image, bytes | bytearray | memoryview):
+            data = bytes(image)
+        else:
+            path = Path(image)
+            try:
+                # Checked before reading, so that a huge file is never pulled into memory.
+                if (size := path.stat().st_size) > limit:
+                    raise ImageTooLarge(f"{path} is {size} bytes, over the {limit}-byte limit")
+                data = path.read_bytes()
+            except OSError as e:
+                raise ImageNotFound(f"cannot read image {path}: {e}") from e
+        return data
+
+    def _enqueue(self, jobs: Sequence[PlateJob]) -> list[str]:
+        if not jobs:
+            return []
+        for job in jobs:  # PlateJobs given to submit_many() included
+            self._check_limits(job)
+        # Retrying the whole step is safe: re-pushing a job id at worst queues it twice, and the
+        # worker publishes one reading per job id.
+        cursor, ended = self._retry(lambda: self._push(jobs), f"enqueue to {self.settings.queue!r}")
+        for job, had_ended in zip(jobs, ended, strict=True):
+            self._remember(job.job_id, b"0-0" if had_ended else cursor)
+        return [job.job_id for job in jobs]
+
+    def _check_limits(self, job: PlateJob) -> None:
+        image_limit, metadata_limit = (
+            self.settings.max_image_bytes,
+            self.settings.max_metadata_bytes,
+        )
+        if job.image_b64 is not None and len(job.image_b64) > image_limit:
+            raise ImageTooLarge(
+                f"job {job.job_id}: image is {len(job.image_b64)} bytes, "
+                f"over the {image_limit}-byte limit"
+            )
+        if (size := job.metadata_bytes()) > metadata_limit:
+            raise MetadataTooLarge(
+                f"job {job.job_id}: metadata is {size} bytes as JSON, "
+                f"over the {metadata_limit}-byte limit"
+            )
+
+    def _push(self, jobs: Sequence[PlateJob]) -> tuple[bytes, list[bool]]:
+        depth = self._queue.count
+        if depth + len(jobs) > self.settings.max_queue_depth:
+            raise QueueFull(self.settings.queue, depth, self.settings.max_queue_depth)
+        pipe = self._redis.pipeline(transaction=False)
+        # Queued before the pushes, so the cursor is taken before any worker can see these jobs.
+        pipe.xrevrange(self.settings.results_stream, count=1)
+        for job in jobs:
+            # Read before the enqueue below overwrites it: a job id that already ended has its
+            # reading on the stream already, and the worker publishes no second one.
+            pipe.hget(f"{RQ_JOB_KEY_PREFIX}{job.job_id}", "status")
+        self._queue.enqueue_many(
+            [
+                rq.Queue.prepare_data(
+                    JOB_FUNC_NAME,
+                    args=[job.model_dump(mode="json")],
+                    job_id=job.job_id,
+                    result_ttl=self.settings.result_ttl_s,
+                    failure_ttl=self.settings.failure_ttl_s,
+                    timeout=self.settings.lease_s,
+                )
+                for job in jobs
+            ],
+            pipeline=pipe,
+        )
+        replies = pipe.execute()
+        newest = cast(list[tuple[bytes, Any]], replies[0])
+        ended = [status in _ENDED for status in replies[1 : 1 + len(jobs)]]
+        return (newest[0][0] if newest else b"0-0"), ended
+
+    def _read_readings(
+        self, cursor: bytes, *, block_ms: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        stream = self.settings.results_stream
+        # BLOCK returns at once when entries are already there, so catching up never waits.
+        reply: Any = self._retry(
+            lambda: self._redis.xread({stream: cursor}, count=_XREAD_COUNT, block=block_ms),
+            "XREAD readings",
+        )
+        return cast(list[tuple[bytes, dict[bytes, bytes]]], reply[0][1] if reply else [])
+
+    def _remember(self, job_id: str, cursor: bytes) -> None:
+        self._cursors[job_id] = cursor
+        self._cursors.move_to_end(job_id)
+        if len(self._cursors) > WAIT_CURSORS_MAX:
+            self._cursors.popitem(last=False)  # bounded memory for fire-and-forget producers
+
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        return retry_on_disconnect(
+            call, backoff=self._backoff, give_up_after_s=self._reconnect_deadline_s, what=what
+        )
+
+
+def encode_png(array: npt.NDArray[np.uint8], *, bgr: bool = True) -> bytes:
+    """A lossless PNG of a uint8 image, written with numpy and zlib only (no OpenCV, no Pillow).
+
+    Accepts (H, W) grey, (H, W, 1), (H, W, 3) or (H, W, 4). Colour arrays are taken in OpenCV's
+    BGR(A) order, which is what cv2 and ultralytics hand out; pass `bgr=False` for RGB(A) arrays
+    (Pillow, imageio).
+    """
+    if array.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image array, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        color_type = 0  # greyscale
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        color_type = 2 if array.shape[2] == 3 else 6  # RGB, RGBA
+        if bgr:
+            array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]
+    else:
+        raise ValueError(f"expected an (H, W[, 1|3|4]) image array, got shape {array.shape}")
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"image array is empty: shape {array.shape}")
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    rows = np.ascontiguousarray(array).reshape(height, width * channels)
+    # PNG filter 1 ("Sub": each byte minus the same channel of the pixel to its left, mod 256)
+    # makes smooth crops compress about twice as well as no filter, at numpy speed.
+    filtered = rows.copy()
+    filtered[:, channels:] -= rows[:, :-channels]
+    scanlines = np.hstack([np.ones((height, 1), np.uint8), filtered]).tobytes()
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(scanlines))
+        + chunk(b"IEND", b"")
+    )

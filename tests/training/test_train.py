@@ -1,0 +1,75 @@
+"""Training wrapper end to end on a tiny set, plus the real-set reading helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("ultralytics")
+
+from plate_ocr.training import synth, train
+from plate_ocr.training.real_eval import boxes_to_text, normalize
+
+NAMES = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def test_normalize_folds_o_and_drops_separators() -> None:
+    assert normalize("abc-o1 2") == "ABC012"
+    assert normalize("T123456C") == "T123456C"
+
+
+def test_boxes_to_text_orders_rows_and_drops_duplicates() -> None:
+    # top row "AB", bottom row "12", plus a duplicate "B" box nearly on top of the first one
+    xyxy = np.array(
+        [[30, 0, 40, 10], [0, 0, 10, 10], [0, 20, 10, 30], [30, 20, 40, 30], [31, 0, 41, 10]],
+        dtype=np.float32,
+    )
+    conf = np.array([0.9, 0.9, 0.9, 0.9, 0.5], dtype=np.float32)
+    cls = np.array([11, 10, 1, 2, 8])
+    assert boxes_to_text(xyxy, conf, cls, NAMES) == "AB12"
+    assert boxes_to_text(xyxy, conf * 0.1, cls, NAMES) == ""
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # third-party warnings inside ultralytics/torch
+def test_synth_then_one_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    data = synth.generate_dataset(tmp_path / "data", count=16, seed=0, val_fraction=0.25)
+    weights = train.train(
+        data=data,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        project=tmp_path / "runs",
+        name="tiny",
+        resume=False,
+        init_weights=None,
+        workers=0,
+    )
+    assert weights.is_file()
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    assert [model.names[i] for i in range(len(model.names))] == NAMES
+    settings = json.loads((tmp_path / "runs" / "tiny" / "train_settings.json").read_text())
+    assert settings[-1]["epochs"] == 1 and settings[-1]["hyp"]["fliplr"] == 0.0
+    assert settings[-1]["credits"] == []
+    # A finished run asked to resume returns its weights without training again.
+    again = train.train(
+        data=data,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        project=tmp_path / "runs",
+        name="tiny",
+        resume=True,
+        init_weights=None,
+        workers=0,
+    )
+    assert again.is_file()

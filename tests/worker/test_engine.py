@@ -1,0 +1,133 @@
+"""PlateReader on small untrained checkpoints built by conftest (and on the real weights when
+the lead has dropped them into worker/models/)."""
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from plate_ocr.errors import DeviceUnavailable, JobError, ModelError
+from schemas.codes import ErrorCode
+from worker.engine import PlateReader, bundled_model_path
+from worker.postprocess import OcrResult
+
+
+@pytest.fixture(scope="module")
+def sevens(sevens_model_path: Path) -> PlateReader:
+    return PlateReader(sevens_model_path, imgsz=128)
+
+
+def _plate() -> np.ndarray:
+    image = np.full((48, 160, 3), 200, dtype=np.uint8)
+    image[10:38, 20:140] = 30
+    return image
+
+
+def test_a_36_class_model_loads_with_its_identity(
+    char_model_path: Path, trained_imgsz: int
+) -> None:
+    reader = PlateReader(char_model_path, imgsz=None)
+    assert reader.device == "cpu"
+    assert reader.imgsz == trained_imgsz  # None: the size the weights were trained at
+    assert reader.model_info.name == "chars36"
+    assert reader.model_info.sha256 == hashlib.sha256(char_model_path.read_bytes()).hexdigest()
+    assert reader.read(_plate()) == OcrResult(text="", confidence=0.0, characters=(), rows=0)
+
+
+def test_a_model_with_other_classes_is_refused(coco_model_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"80 classes \(person, bicycle, class2"):
+        PlateReader(coco_model_path)
+
+
+def test_missing_weights_are_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no model weights at"):
+        PlateReader(tmp_path / "nope.pt")
+
+
+def test_missing_bundled_weights_say_how_to_point_elsewhere() -> None:
+    if bundled_model_path().is_file():
+        pytest.skip("bundled weights are installed")
+    with pytest.raises(ModelError, match="PLATE_OCR_MODEL_PATH"):
+        PlateReader()
+
+
+def test_a_corrupt_checkpoint_is_a_model_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x04 this is not a checkpoint")
+    with pytest.raises(ModelError, match="cannot load model weights"):
+        PlateReader(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_absent_gpu_fails_before_loading(char_model_path: Path) -> None:
+    with pytest.raises(DeviceUnavailable):
+        PlateReader(char_model_path, device="cuda:0")
+
+
+def test_detections_become_ordered_characters(sevens: PlateReader) -> None:
+    result = sevens.read(_plate())
+    assert result.text and set(result.text) == {"7"}
+    assert result.rows in (1, 2)
+    assert result.confidence == min(c.confidence for c in result.characters) > 0.25
+    for c in result.characters:
+        x1, y1, x2, y2 = c.box
+        assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 48  # crop pixels, not letterbox pixels
+
+
+def test_bytes_paths_and_arrays_read_the_same(sevens: PlateReader, tmp_path: Path) -> None:
+    ok, png = cv2.imencode(".png", _plate())
+    assert ok
+    path = tmp_path / "plate.png"
+    path.write_bytes(png.tobytes())
+    from_array = sevens.read(_plate())
+    assert sevens.read(png.tobytes()) == from_array
+    assert sevens.read(path) == from_array
+    assert sevens.read(str(path)) == from_array
+    assert sevens.read(_plate()[:, :, 0]) == from_array  # gray arrays are converted
+
+
+def test_a_batch_of_mixed_sizes_keeps_its_order(sevens: PlateReader) -> None:
+    small, large = _plate(), np.asarray(cv2.resize(_plate(), (320, 96)), dtype=np.uint8)
+    batch = sevens.read_arrays([small, large, small])
+    assert len(batch) == 3
+    assert batch[0] == batch[2] == sevens.read(small)
+    assert max(c.box[2] for c in batch[1].characters) > 160  # scaled back to the large crop
+    assert sevens.read_arrays([]) == []
+
+
+def test_a_bad_image_raises_its_job_error(sevens: PlateReader) -> None:
+    with pytest.raises(JobError) as e:
+        sevens.read_batch([_plate(), b"garbage"])
+    assert e.value.code is ErrorCode.UNDECODABLE_IMAGE
+
+
+def test_naive_reader_keeps_every_box_sorted_by_left_edge(
+    sevens: PlateReader, sevens_model_path: Path
+) -> None:
+    naive = PlateReader(sevens_model_path, imgsz=128, naive=True)
+    seed = naive.read(_plate())
+    assert len(seed.text) > len(sevens.read(_plate()).text)
+    lefts = [c.box[0] for c in seed.characters]
+    assert lefts == sorted(lefts)
+
+
+@pytest.mark.model
+def test_bundled_model_reads_nothing_on_a_blank_plate(bundled_model: Path) -> None:
+    reader = PlateReader(bundled_model)
+    assert reader.model_info.name == bundled_model.stem
+    assert reader.read(np.full((80, 240, 3), 255, dtype=np.uint8)).text == ""
+
+
+@pytest.mark.model
+def test_bundled_model_reads_a_drawn_plate(
+    bundled_model: Path, draw_plate: Callable[..., np.ndarray]
+) -> None:
+    from plate_ocr.training.evaluate import align
+
+    reader = PlateReader(bundled_model)
+    text = reader.read(draw_plate("ABC1234")).text
+    assert len(align("ABC1234", text)) <= 2, text
