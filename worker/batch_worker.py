@@ -94,13 +94,13 @@ class BatchWorker:
                 try:
                     self._recovery.sweep_if_due()
                     self.ledger.heartbeat()
-                    job_ids = self.ledger.take(
+                    batch = self.ledger.take(
                         self._settings.batch_size,
                         block_s=0.0 if burst else _TAKE_BLOCK_S,
                         fill_wait_s=self._settings.max_wait_ms / 1000.0,
                     )
-                    if job_ids:
-                        self._handle_batch(job_ids)
+                    if batch:
+                        self._handle_batch(batch)
                     elif burst:
                         log.info("worker %s: queue drained (burst mode)", self.ledger.name)
                         break
@@ -128,11 +128,11 @@ class BatchWorker:
 
     # -- one batch ----------------------------------------------------------------------------
 
-    def _handle_batch(self, job_ids: Sequence[str]) -> None:
+    def _handle_batch(self, batch: Sequence[Taken]) -> None:
         taken_at = datetime.now(UTC)
         outcomes: list[Outcome] = []
         admitted: list[tuple[Taken, PlateJob]] = []
-        for taken in self.ledger.start(job_ids):
+        for taken in batch:
             try:
                 if taken.attempts >= self._settings.max_attempts:
                     raise JobError(

@@ -5,9 +5,9 @@ finished / failed registries, results, the worker registration) so that `rq info
 rq-dashboard and `rq requeue` work on our queue, but we touch Redis a few times per *batch*
 instead of a dozen times per job:
 
-    take()    BLMOVE the first id, LMOVE the rest in one pipeline   (queue -> intermediate)
-    start()   one script: executions, started registry, job status  (intermediate -> started);
-              returns each job's payload, so there is no separate fetch
+    take()    BLMOVE the first id (queue -> intermediate), then one script pops the rest and
+              marks them all started (executions, started registry, job status); it returns
+              each job's payload, so there is no separate fetch
     finish()  one script, atomic: publish every reading (at most once per reading_id) and mark
               every job finished or failed. A reading is never published without its job being
               acknowledged, nor acknowledged without being published.
@@ -78,7 +78,7 @@ class Ledger:
         self.rq_worker = Worker(
             [self.queue], connection=connection, name=worker_name, serializer=JSONSerializer
         )
-        self._start = connection.register_script(ledger_scripts.START)
+        self._start_script = connection.register_script(ledger_scripts.START)
         self._finish = connection.register_script(ledger_scripts.FINISH)
 
     @property
@@ -97,47 +97,47 @@ class Ledger:
     def heartbeat(self) -> None:
         self.rq_worker.heartbeat(self._settings.lease_s + 60)
 
-    # -- the three steps ----------------------------------------------------------------------
+    # -- the two steps ----------------------------------------------------------------------
 
-    def take(self, batch_size: int, *, block_s: float, fill_wait_s: float) -> list[str]:
-        """Move up to `batch_size` job ids from the queue to its intermediate list.
+    def take(self, batch_size: int, *, block_s: float, fill_wait_s: float) -> list[Taken]:
+        """Start up to `batch_size` jobs from the queue.
 
-        Blocks up to `block_s` for the first job, then waits at most `fill_wait_s` for the batch
-        to fill: a lone job is never held back longer than that.
+        Blocks up to `block_s` for a first job (BLMOVE to the intermediate list, as RQ does, so
+        a crash right after it strands nothing that recovery cannot see), then takes what else
+        is queued in the same script that starts them, and waits at most `fill_wait_s` in all
+        for the batch to fill: a lone job is never held back longer than that.
         """
-        src, dst = self.queue.key, self.queue.intermediate_queue_key
-        # Redis takes fractional seconds for BLMOVE; redis-py's stub says int.
-        if block_s > 0:
-            first = self._redis.blmove(src, dst, block_s)  # type: ignore[arg-type]
-        else:
-            first = self._redis.lmove(src, dst)
-        if first is None:
-            return []
-        ids = [first]
         deadline = time.monotonic() + fill_wait_s
-        while len(ids) < batch_size:
-            with self._redis.pipeline(transaction=False) as pipe:
-                for _ in range(batch_size - len(ids)):
-                    pipe.lmove(src, dst)
-                ids.extend(i for i in pipe.execute() if i is not None)
-            remaining_s = deadline - time.monotonic()
-            if len(ids) >= batch_size or remaining_s <= 0:
+        wait_s = block_s
+        taken: list[Taken] = []
+        while len(taken) < batch_size:
+            first = self._move_first(wait_s)
+            if first is None:
                 break
-            nxt = self._redis.blmove(src, dst, max(remaining_s, 0.001))  # type: ignore[arg-type]
-            if nxt is None:
+            taken.extend(self._start([first], pull=batch_size - len(taken) - 1))
+            wait_s = deadline - time.monotonic()
+            if wait_s <= 0:
                 break
-            ids.append(nxt)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        return taken
 
-    def start(self, job_ids: Sequence[str]) -> list[Taken]:
-        """Mark the jobs started; ids whose hash is gone (deleted while queued) are dropped."""
+    def _move_first(self, wait_s: float) -> bytes | None:
+        src, dst = self.queue.key, self.queue.intermediate_queue_key
+        if wait_s <= 0:
+            moved = self._redis.lmove(src, dst)
+        else:  # Redis takes fractional seconds; redis-py's stub says int
+            moved = self._redis.blmove(src, dst, max(wait_s, 0.001))  # type: ignore[arg-type]
+        return moved if isinstance(moved, bytes) or moved is None else str(moved).encode()
+
+    def _start(self, moved: Sequence[bytes], *, pull: int) -> list[Taken]:
+        """Mark `moved` plus up to `pull` more queued jobs started; ids whose hash is gone
+        (deleted while queued) are dropped with a warning: there is nothing left to read."""
         now = datetime.now(UTC)
-        pairs = [(job_id, uuid.uuid4().hex) for job_id in job_ids]
-        replies = self._start(
+        replies = self._start_script(
             args=[
+                self.queue.key,
+                self.queue.intermediate_queue_key,
                 RQ_JOB_KEY_PREFIX,
                 self.queue.started_job_registry.key,
-                self.queue.intermediate_queue_key,
                 self.rq_worker.key,
                 self.rq_worker.executions_key,
                 RQ_EXECUTION_KEY_PREFIX,
@@ -147,17 +147,19 @@ class Ledger:
                 now.timestamp(),
                 now.strftime(_RQ_TIME_FORMAT),
                 self._settings.lease_s,
-                *(x for pair in pairs for x in pair),
+                uuid.uuid4().hex[:24],
+                max(pull, 0),
+                *moved,
             ]
         )
         taken = [
-            Taken(job_id, exec_id, reply[0], int(reply[1]), now.timestamp())
-            for (job_id, exec_id), reply in zip(pairs, replies, strict=True)
-            if reply
+            Taken(r[0].decode(), r[1].decode(), r[2], int(r[3]), now.timestamp())
+            for r in replies
+            if len(r) > 1
         ]
-        if len(taken) < len(pairs):
-            gone = {job_id for job_id, _ in pairs} - {t.job_id for t in taken}
-            log.warning("dropped %d ids whose job hash is gone: %s", len(gone), sorted(gone)[:5])
+        gone = [r[0].decode() for r in replies if len(r) == 1]
+        if gone:
+            log.warning("dropped %d ids whose job hash is gone: %s", len(gone), gone[:5])
         return taken
 
     def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -187,40 +189,37 @@ class Ledger:
             settings.failure_ttl_s,
             sum(now.timestamp() - o.taken.started_at for o in outcomes),
         ]
-        for outcome in outcomes:
-            args.extend(self._job_args(outcome, now))
+        args.extend(self._job_arg(outcome, now) for outcome in outcomes)
         return [bool(flag) for flag in self._finish(args=args)]
 
-    def _job_args(self, outcome: Outcome, now: datetime) -> list[str | bytes | int | float]:
+    def _job_arg(self, outcome: Outcome, now: datetime) -> str:
         taken, reading = outcome.taken, outcome.reading
-        # What rq.results.Result.serialize() writes, so `job.latest_result()` works.
-        result: dict[str, str | int | float] = {
+        # What rq.results.Result.serialize() writes, so that `job.latest_result()` works.
+        result = {
             "worker_name": self.name,
             "execution_id": taken.execution_id,
-            "execution_started_at": taken.started_at,
-            "execution_ended_at": now.timestamp(),
+            "execution_started_at": str(taken.started_at),
+            "execution_ended_at": str(now.timestamp()),
         }
-        exc_info = b""
+        failure = ""
         if reading.error is None:
-            result["type"] = Result.Type.SUCCESSFUL.value
+            result["type"] = str(Result.Type.SUCCESSFUL.value)
             result["return_value"] = base64.b64encode(
                 json.dumps(reading.reading_id).encode()
             ).decode()
         else:
-            reason = f"{reading.error.code}: {reading.error.message}"
-            exc_info = zlib.compress(reason.encode())
-            result["type"] = Result.Type.FAILED.value
-            result["exc_string"] = base64.b64encode(exc_info).decode()
-        flat_result = [x for kv in result.items() for x in kv]
-        flat_stream = [x for kv in stream_fields(reading).items() for x in kv]
-        return [
-            taken.job_id,
-            taken.execution_id,
-            1 if reading.error is None else 0,
-            reading.reading_id,
-            exc_info,
-            len(flat_result),
-            *flat_result,
-            len(flat_stream),
-            *flat_stream,
-        ]
+            # RQ reads exc_info compressed or, failing that, as plain text: plain text it is.
+            failure = f"{reading.error.code}: {reading.error.message}"
+            result["type"] = str(Result.Type.FAILED.value)
+            result["exc_string"] = base64.b64encode(zlib.compress(failure.encode())).decode()
+        return json.dumps(
+            {
+                "j": taken.job_id,
+                "e": taken.execution_id,
+                "ok": reading.error is None,
+                "r": reading.reading_id,
+                "x": failure,
+                "res": [x for kv in result.items() for x in kv],
+                "s": [x for kv in stream_fields(reading).items() for x in kv],
+            }
+        )

@@ -192,3 +192,26 @@ def test_batches_are_filled_up_to_the_batch_size(
     assert reader.batches == [8, 8, 4]
     entry = redis_client.xrange(settings.results_stream, count=1)[0][1]
     assert json.loads(entry[b"reading"])["job_id"] == entry[b"job_id"].decode()
+
+
+def test_rq_sees_finished_and_failed_jobs_with_their_results(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    from rq.job import Job, JobStatus
+
+    producer = PlateProducer(settings, connection=redis_client)
+    good, bad = producer.submit_many([png(30, 10), b"garbage"])
+
+    run_burst(settings, redis_client)
+
+    ok_job = Job.fetch(good, connection=redis_client, serializer=JSONSerializer)
+    assert ok_job.get_status() == JobStatus.FINISHED
+    result = ok_job.latest_result()
+    assert result is not None
+    (reading,) = [r for r in readings(redis_client, settings) if r.job_id == good]
+    assert result.return_value == reading.reading_id
+    bad_job = Job.fetch(bad, connection=redis_client, serializer=JSONSerializer)
+    assert bad_job.get_status() == JobStatus.FAILED
+    assert bad_job.exc_info is not None and bad_job.exc_info.startswith("undecodable_image: ")
+    failed_result = bad_job.latest_result()
+    assert failed_result is not None and "undecodable_image" in (failed_result.exc_string or "")
