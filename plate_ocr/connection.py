@@ -43,13 +43,16 @@ def connect(settings: Settings, *, client_name: str = "plate-ocr") -> "redis.Red
 
     Connecting is lazy: this does no I/O, so a producer can be built while Redis is down.
     """
+    # TCP keepalive notices a dead peer behind a silent network; a unix socket (the embedded
+    # demo server) has no such option and redis-py refuses it there.
+    tcp_only = {} if settings.redis_url.startswith("unix://") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=False,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_keepalive=True,
         health_check_interval=REDIS_HEALTH_CHECK_INTERVAL_S,
+        **tcp_only,
         # Shows up in CLIENT LIST, so an operator can tell workers from producers from tails.
         client_name=f"{client_name}@{socket.gethostname()}".replace(" ", "_"),
     )

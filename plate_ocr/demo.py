@@ -46,7 +46,7 @@ def _redis_url(environ: Mapping[str, str]) -> Iterator[str]:
         try:
             yield f"unix://{server.socket_file}"
         finally:
-            server.shutdown(save=False, now=True)
+            server.shutdown(nosave=True)
 
 
 def run_demo(environ: Mapping[str, str], *, count: int | None = None) -> int:

