@@ -43,7 +43,7 @@ import redis
 import rq
 from rq.serializers import JSONSerializer
 
-from plate_ocr.connection import Backoff, retry_on_disconnect
+from plate_ocr.connection import Backoff, RedisUnavailable, connect, retry_on_disconnect
 from plate_ocr.constants import JOB_FUNC_NAME
 from plate_ocr.settings import ENV_PREFIX, Settings
 from producer import PlateProducer, encode_png
@@ -53,7 +53,7 @@ __all__ = ["SoakReport", "main", "run_soak"]
 
 log = logging.getLogger("plate_ocr.bench.soak")
 
-_WORKER_ARG = "_worker"  # argv[1] of a worker child: `soak.py _worker null|model`
+_WORKER_ARG = "_worker"  # a worker child: `soak.py _worker null|model FAILURE_RATE`
 _TICK_S = 0.02  # the producer's pacing step
 _PROBE_TIMEOUT_S = 0.5
 _OK = "ok"
@@ -138,12 +138,15 @@ def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> 
 class WorkerPool:
     """Worker processes (this file, run as `_worker`), replaced when killed; tracks their RSS."""
 
-    def __init__(self, settings: Settings, *, reader: str, log_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, *, reader: str, failure_rate: float, log_dir: Path
+    ) -> None:
         self._env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         for name, value in settings.model_dump(exclude_none=True).items():
             if name != "allowed_roots":
                 self._env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         self._reader = reader
+        self._failure_rate = failure_rate
         self._log_dir = log_dir
         self._lock = threading.Lock()
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -154,7 +157,7 @@ class WorkerPool:
     def spawn(self) -> subprocess.Popen[bytes]:
         with open(self._log_dir / f"worker-{len(self.procs)}.log", "wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, __file__, _WORKER_ARG, self._reader],
+                [sys.executable, __file__, _WORKER_ARG, self._reader, str(self._failure_rate)],
                 env=self._env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -206,8 +209,25 @@ class WorkerPool:
                 proc.wait()
 
 
-def _worker_main(reader_kind: str) -> int:
-    from plate_ocr.connection import connect
+class FlakyReader:
+    """Wraps a reader so that a fraction of its model calls raise, as a GPU out of memory
+    would: the retry path then runs under the same faults as everything else."""
+
+    def __init__(self, reader: Any, failure_rate: float) -> None:
+        self._reader = reader
+        self._failure_rate = failure_rate
+        self._rng = random.Random(os.getpid())
+        self.model_info = reader.model_info
+        self.device = reader.device
+
+    def read_arrays(self, images: Any) -> Any:
+        if self._rng.random() < self._failure_rate:
+            raise RuntimeError("injected inference failure")
+        return self._reader.read_arrays(images)
+
+
+def _worker_main(reader_kind: str, failure_rate: float) -> int:
+    # Imported here: the parent needs neither OpenCV nor (with --model) torch.
     from worker.batch_worker import BatchWorker, Reader
     from worker.null_reader import NullReader
 
@@ -220,6 +240,8 @@ def _worker_main(reader_kind: str) -> int:
         reader = PlateReader.from_settings(settings)
     else:
         reader = NullReader()
+    if failure_rate > 0:
+        reader = FlakyReader(reader, failure_rate)
     connection = connect(settings, client_name="soak-worker")
     return BatchWorker(settings, reader=reader, connection=connection).work()
 
@@ -249,8 +271,6 @@ class Feeder(threading.Thread):
             self.error = e
 
     def _feed(self) -> None:
-        from plate_ocr.connection import RedisUnavailable, connect
-
         client = connect(self._settings, client_name="soak-producer")
         producer = PlateProducer(self._settings, connection=client)
         queue = rq.Queue(self._settings.queue, connection=client, serializer=JSONSerializer)
@@ -391,8 +411,15 @@ def run_soak(args: argparse.Namespace) -> SoakReport:
         recovery_interval_s=args.recovery_interval_s,
         reconnect_max_backoff_s=1.0,
         shutdown_grace_s=5.0,
+        model_path=args.model_path,
+        device=args.device,
     )
-    pool = WorkerPool(settings, reader="model" if args.model else "null", log_dir=workdir)
+    pool = WorkerPool(
+        settings,
+        reader="model" if args.model else "null",
+        failure_rate=args.inference_failure_rate,
+        log_dir=workdir,
+    )
     report = SoakReport(workers=args.workers, reader="model" if args.model else "null")
     rng = random.Random(11)
     t0 = time.monotonic()
@@ -483,7 +510,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=400.0, help="jobs submitted per second")
     p.add_argument("--poison", type=float, default=0.05, help="fraction of poison jobs")
     p.add_argument("--model", action="store_true", help="the real PlateReader, not NullReader")
+    p.add_argument("--model-path", type=Path, help="weights for --model (default: the bundled)")
+    p.add_argument("--device", default="cpu", help="device for --model, e.g. cuda:0")
     p.add_argument("--redis-url", help="an external server (e.g. redis://127.0.0.1:6379/13)")
+    p.add_argument(
+        "--inference-failure-rate",
+        type=float,
+        default=0.01,
+        help="fraction of model calls that raise (exercises the retries)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lease-s", type=int, default=3)
     p.add_argument("--recovery-interval-s", type=float, default=0.5)
@@ -501,11 +536,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [_WORKER_ARG]:
-        return _worker_main(argv[1] if len(argv) > 1 else "null")
+        return _worker_main(argv[1], float(argv[2]))
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.redis_url is None and shutil.which("redis-server") is None:
         raise SystemExit("no redis-server on PATH: install it or pass --redis-url")
+    if args.model:
+        # Checked here: workers that cannot load weights would only crash-loop for the whole run.
+        from worker.engine import bundled_model_path
+
+        weights = args.model_path or bundled_model_path()
+        if not weights.is_file():
+            raise SystemExit(f"--model: no weights at {weights}; pass --model-path")
     report = run_soak(args)
     print(json.dumps(asdict(report), indent=2))
     if args.json is not None:

@@ -51,7 +51,8 @@ RQ_EXECUTION_KEY_PREFIX: Final = "rq:execution:"  # + "job_id:execution_id"
 RQ_EXECUTIONS_KEY_PREFIX: Final = "rq:executions:"  # + job_id
 RQ_RESULTS_KEY_PREFIX: Final = "rq:results:"  # + job_id
 
-# Our own field in RQ's job hash: how many times the job was recovered from a dead worker.
+# Our own field in RQ's job hash: attempts that ended without a reading (the job was recovered
+# from a dead worker, or requeued after a failed model call). Bounded by settings.max_attempts.
 ATTEMPTS_FIELD: Final = "plate_ocr_attempts"
 
 # Idempotency marker: set (NX) atomically with the stream entry, so a retried job never publishes

@@ -218,16 +218,11 @@ def test_submit_gives_up_with_redis_unavailable_after_its_deadline(
     producer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=redis.ConnectionError,
-    reason="bug: BatchWorker() does I/O in rq.Worker.__init__ (CLIENT SETNAME / CLIENT INFO) and "
-    "work() calls register_birth() outside its reconnect loop, so a worker (re)started during "
-    "an outage crashes instead of waiting; drop this marker once fixed",
-)
 def test_a_worker_started_while_redis_is_down_waits_for_it(
     server: ThrowawayRedis, settings_for: Settings
 ) -> None:
+    # Was a crash: rq.Worker() asked Redis for the client address in BatchWorker.__init__, and
+    # work() registered the worker outside its reconnect loop.
     server.kill()
     restarter = threading.Timer(1.0, server.start)
     restarter.start()

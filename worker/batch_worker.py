@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from plate_ocr.connection import Backoff
+from plate_ocr.connection import Backoff, retry_on_disconnect
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from schemas import ErrorCode, ModelInfo, PlateJob
@@ -79,7 +79,13 @@ class BatchWorker:
     def work(self, *, burst: bool = False) -> int:
         """Run until asked to stop, or in burst mode until the queue is empty. Returns 0."""
         self._install_signal_handlers()
-        self.ledger.register_birth()
+        # A pod can start while Redis is restarting: wait for it, as the loop below does.
+        retry_on_disconnect(
+            self.ledger.register_birth,
+            backoff=Backoff(max_s=self._settings.reconnect_max_backoff_s),
+            should_stop=lambda: self._stop_requested,
+            what="registering the worker",
+        )
         log.info(
             "worker %s started on %s, queue %r, batch %d, max wait %d ms",
             self.ledger.name,
@@ -137,7 +143,8 @@ class BatchWorker:
                 if taken.attempts >= self._settings.max_attempts:
                     raise JobError(
                         ErrorCode.RETRIES_EXHAUSTED,
-                        f"abandoned by a dead worker {taken.attempts} times; not retried again",
+                        f"{taken.attempts} attempts ended without a reading (dead workers or "
+                        "failed model calls); not retried again",
                     )
                 admitted.append((taken, admit(taken, self._settings)))
             except JobError as e:
@@ -174,17 +181,13 @@ class BatchWorker:
         if not ready:
             return outcomes
         t1 = time.perf_counter()
-        try:
-            results = self._reader.read_arrays([image for _, _, image in ready])
-        except Exception as e:  # the model failing must not take the worker or the batch down
-            log.exception("inference failed for a batch of %d", len(ready))
-            err = JobError(ErrorCode.INFERENCE_FAILED, f"{type(e).__name__}: {e}")
-            return outcomes + [
-                Outcome(s, self._readings.error(_envelope(pj), err, enqueued_at=pj.enqueued_at))
-                for s, pj, _ in ready
-            ]
+        results = self._infer([image for _, _, image in ready])
         infer_ms = (time.perf_counter() - t1) * 1000.0 / len(ready)
+        failed: list[tuple[Taken, PlateJob, Exception]] = []
         for (s, pj, _), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                failed.append((s, pj, result))
+                continue
             reading = self._readings.ok(
                 _envelope(pj),
                 result,
@@ -194,6 +197,51 @@ class BatchWorker:
                 infer_ms=infer_ms,
             )
             outcomes.append(Outcome(s, reading))
+        return outcomes + self._retry_or_fail(failed, taken_at)
+
+    def _infer(self, images: Sequence[np.ndarray]) -> list[Recognition | Exception]:
+        """Each image's recognition, or the exception reading it raised. One model call for the
+        batch; should it fail, one call per image, so that a crop that breaks the model fails
+        alone instead of taking its batch-mates down with it."""
+        try:
+            return list(self._reader.read_arrays(images))
+        except Exception as e:  # the model failing must not take the worker down
+            if len(images) == 1:
+                return [e]
+            log.exception("inference failed for a batch of %d; reading one by one", len(images))
+        results: list[Recognition | Exception] = []
+        for image in images:
+            try:
+                results.extend(self._reader.read_arrays([image]))
+            except Exception as e:
+                results.append(e)
+        return results
+
+    def _retry_or_fail(
+        self, failed: Sequence[tuple[Taken, PlateJob, Exception]], taken_at: datetime
+    ) -> list[Outcome]:
+        """Jobs whose model call failed go back on the queue (the failure may be transient: a
+        GPU out of memory, a driver hiccup), except on their last attempt, which ends as an
+        INFERENCE_FAILED error reading with the reason. The attempt count is the one recovery
+        keeps for jobs of dead workers, so `max_attempts` bounds the two together."""
+        last = self._settings.max_attempts - 1
+        again = [taken for taken, _, _ in failed if taken.attempts < last]
+        if again:
+            requeued = self.ledger.retry(again)
+            log.warning("inference failed; %d jobs requeued for another attempt", len(requeued))
+        outcomes = []
+        for taken, pj, e in failed:
+            if taken.attempts < last:
+                continue
+            err = JobError(
+                ErrorCode.INFERENCE_FAILED,
+                f"attempt {taken.attempts + 1} of {self._settings.max_attempts} failed: "
+                f"{type(e).__name__}: {e}",
+            )
+            reading = self._readings.error(
+                _envelope(pj), err, enqueued_at=pj.enqueued_at, taken_at=taken_at
+            )
+            outcomes.append(Outcome(taken, reading))
         return outcomes
 
     def _decode(self, blob: bytes | JobError) -> np.ndarray | JobError:

@@ -1,31 +1,49 @@
 """`PlateReader`: the YOLO character detector, loaded and warmed up once, reading batches.
 
-The ultralytics predictor pattern without its file and display I/O: images come in as arrays,
-one model call reads a whole batch, and `postprocess` turns the boxes into text. The reader is
-not re-entrant (ultralytics keeps per-call state on its predictor), so calls are serialised
-with a lock; a worker owns one reader per device.
+The ultralytics predictor pattern without its file and display I/O, split in two so a worker can
+overlap them: `preprocess` letterboxes decoded crops into one tensor (pure, thread-safe, no
+model), `infer` runs the network, NMS and `postprocess` ordering on it. `read_arrays` is both.
+
+Every crop is letterboxed to ONE plate-shaped input, `input_hw` (by default half as tall as
+`imgsz` is wide, rounded up to the stride: 128x256 for imgsz 256), not to a square: a US plate
+is about 2:1, so a square input is half padding and costs twice the compute for nothing. Boxes
+come back in crop pixels whatever the input shape, exactly as ultralytics' own `predict` with
+`imgsz=[h, w]` gives them (same letterbox, same NMS, same box scaling).
 """
 
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 from ultralytics.models.yolo.model import YOLO
+from ultralytics.utils.nms import non_max_suppression
+from ultralytics.utils.ops import scale_boxes
 
 from plate_ocr.constants import CLASS_NAMES, DEFAULT_CONFIDENCE
-from plate_ocr.errors import ModelError
+from plate_ocr.errors import ConfigError, ModelError
 from plate_ocr.settings import Settings
 from schemas.reading import ModelInfo
+from worker.backends import load_backend
 from worker.device import resolve_device
 from worker.image import BgrImage, decode_image, ensure_bgr, load_path
 from worker.postprocess import OcrResult, naive_order, order_characters
 
-__all__ = ["BUNDLED_MODEL_NAME", "ImageInput", "OcrResult", "PlateReader", "bundled_model_path"]
+__all__ = [
+    "BUNDLED_MODEL_NAME",
+    "ImageInput",
+    "OcrResult",
+    "PlateBatch",
+    "PlateReader",
+    "bundled_model_path",
+    "plate_input_hw",
+]
 
 BUNDLED_MODEL_NAME: Final = "plate_ocr_yolo11n.pt"
 
@@ -36,6 +54,10 @@ _DEFAULT_MAX_IMAGE_BYTES: Final[int] = Settings.model_fields["max_image_bytes"].
 _DEFAULT_MAX_IMAGE_PIXELS: Final[int] = Settings.model_fields["max_image_pixels"].default
 _FALLBACK_IMGSZ: Final = 640  # ultralytics' own default, for weights that do not record theirs
 _WARM_UP_SHAPE: Final = (64, 192, 3)  # a plate-like aspect ratio
+_STRIDE: Final = 32  # YOLO11's largest stride: input sides must be multiples of it
+_PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trained with
+_IOU: Final = 0.7  # ultralytics' predict default for NMS (per class)
+_MAX_DET: Final = 300  # ultralytics' predict default; a plate has under 10 characters
 
 
 def bundled_model_path() -> Path:
@@ -43,12 +65,35 @@ def bundled_model_path() -> Path:
     return Path(__file__).resolve().parent / "models" / BUNDLED_MODEL_NAME
 
 
+def plate_input_hw(imgsz: int) -> tuple[int, int]:
+    """The plate-shaped input for `imgsz`: `imgsz` wide, half as tall, both stride multiples."""
+    width = -(-imgsz // _STRIDE) * _STRIDE
+    return -(-width // 2 // _STRIDE) * _STRIDE, width
+
+
+@dataclass(frozen=True, slots=True)
+class PlateBatch:
+    """Crops letterboxed to the reader's input shape: what `PlateReader.infer` takes.
+
+    `pixels` is (N, 3, H, W) RGB in 0-1 on the reader's device; `shapes` are the crops' own
+    (height, width), to map boxes back to crop pixels.
+    """
+
+    pixels: torch.Tensor
+    shapes: tuple[tuple[int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
 class PlateReader:
     """Reads cropped plates with a 36-class (0-9, A-Z) YOLO character detector.
 
-    `imgsz=None` uses the size the weights were trained at, as plain ultralytics (and so the
-    seed's test_ocr.py) does. `naive=True` orders characters like the seed did (left to right,
-    no duplicate suppression, no rows), for comparisons.
+    `imgsz=None` uses the size the weights were trained at. `input_hw` overrides the
+    plate-shaped input derived from imgsz (`(imgsz, imgsz)` reads on the old square input).
+    `naive=True` orders characters like the seed did (left to right, no duplicate suppression,
+    no rows), for comparisons. `backend` is one of `worker.backends.BACKENDS`; exports are
+    built for batches of up to `max_batch` crops (larger batches are split).
     """
 
     def __init__(
@@ -58,20 +103,41 @@ class PlateReader:
         device: str = "cpu",
         confidence: float = DEFAULT_CONFIDENCE,
         imgsz: int | None = 256,
+        input_hw: tuple[int, int] | None = None,
         naive: bool = False,
+        backend: str = "torch",
+        max_batch: int = 64,
+        cache_dir: Path | None = None,
         max_image_bytes: int = _DEFAULT_MAX_IMAGE_BYTES,
         max_image_pixels: int = _DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         path = Path(model_path) if model_path is not None else bundled_model_path()
         self.device = resolve_device(device)  # before loading: a bad device fails fast
-        self._model = _load_model(path)
+        model = _load_model(path)
         self.model_path = path
         self.model_info = ModelInfo(name=path.stem, sha256=_sha256(path))
         self.confidence = confidence
-        self.imgsz = imgsz if imgsz is not None else _trained_imgsz(self._model.overrides)
+        self.imgsz = imgsz if imgsz is not None else _trained_imgsz(model.overrides)
+        self.input_hw = input_hw if input_hw is not None else plate_input_hw(self.imgsz)
+        if any(side <= 0 or side % _STRIDE for side in self.input_hw):
+            raise ConfigError(f"input_hw {self.input_hw} must be positive multiples of {_STRIDE}")
         self.naive = naive
+        self.backend = backend
+        self.max_batch = max_batch
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
+        self._runtime = load_backend(
+            backend,
+            model=model.model,
+            weights=path,
+            sha256=self.model_info.sha256,
+            device=self.device,
+            input_hw=self.input_hw,
+            max_batch=max_batch,
+            cache_dir=cache_dir,
+        )
+        self._half = bool(getattr(self._runtime, "fp16", False))
+        self._end2end = bool(getattr(self._runtime, "end2end", False))
         self._lock = threading.Lock()
         self.read_arrays([np.zeros(_WARM_UP_SHAPE, dtype=np.uint8)])  # pays CUDA/JIT set-up now
 
@@ -86,6 +152,8 @@ class PlateReader:
             confidence=settings.confidence,
             imgsz=imgsz if imgsz is not None else settings.imgsz,
             naive=naive,
+            backend=settings.backend,
+            max_batch=settings.batch_size,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
         )
@@ -106,27 +174,55 @@ class PlateReader:
         """The compute step: decoded BGR crops in, one reading per crop out, in order."""
         if not images:
             return []
+        return self.infer(self.preprocess(images), confidence=confidence)
+
+    def preprocess(self, images: Sequence[npt.NDArray[Any]]) -> PlateBatch:
+        """Letterbox decoded crops (BGR or gray) into one batch. Thread-safe; no model involved.
+
+        Same geometry as ultralytics' LetterBox (centred, grey 114, linear resize, up- or
+        down-scaled to fit), so boxes map back exactly as `predict` maps them.
+        """
+        height, width = self.input_hw
+        canvas = np.full((len(images), height, width, 3), _PAD_VALUE, dtype=np.uint8)
+        shapes = []
+        for i, image in enumerate(images):
+            crop = ensure_bgr(image)
+            h0, w0 = crop.shape[:2]
+            gain = min(height / h0, width / w0)
+            w1, h1 = max(round(w0 * gain), 1), max(round(h0 * gain), 1)
+            top, left = round((height - h1) / 2 - 0.1), round((width - w1) / 2 - 0.1)
+            if (w1, h1) != (w0, h0):
+                crop = np.asarray(cv2.resize(crop, (w1, h1), interpolation=cv2.INTER_LINEAR))
+            canvas[i, top : top + h1, left : left + w1] = crop
+            shapes.append((h0, w0))
+        # uint8 crosses to the device (4x less to copy than float), then BGR->RGB and 0-1 there.
+        pixels = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2).flip(1)
+        pixels = (pixels.half() if self._half else pixels.float()).div_(255)
+        return PlateBatch(pixels=pixels, shapes=tuple(shapes))
+
+    def infer(self, batch: PlateBatch, *, confidence: float | None = None) -> list[OcrResult]:
+        """Run the detector on a preprocessed batch: one reading per crop, in order."""
+        if not len(batch):
+            return []
         threshold = self.confidence if confidence is None else confidence
+        detections: list[torch.Tensor] = []
+        # Serialised: exported runtimes and CUDA graphs keep per-call state.
         with self._lock, torch.inference_mode():
-            # rect=False: every crop is letterboxed to the same square, as in a batch of mixed
-            # sizes, so a plate reads the same whatever it was batched with.
-            results = self._model.predict(
-                list(images),
-                conf=threshold,
-                imgsz=self.imgsz,
-                device=self.device,
-                rect=False,
-                verbose=False,
-            )
+            for start in range(0, len(batch), self.max_batch):
+                raw = self._runtime(batch.pixels[start : start + self.max_batch])
+                detections += non_max_suppression(
+                    raw, threshold, _IOU, max_det=_MAX_DET, end2end=self._end2end
+                )
         order = naive_order if self.naive else order_characters
         readings = []
-        for result in results:
-            boxes = result.boxes
+        for found, shape in zip(detections, batch.shapes, strict=True):
+            found = found.float().cpu()
+            boxes = scale_boxes(self.input_hw, found[:, :4].numpy().copy(), shape)
             readings.append(
                 order(
-                    boxes.xyxy.cpu().numpy(),
-                    boxes.conf.cpu().numpy(),
-                    boxes.cls.cpu().numpy(),
+                    boxes,
+                    found[:, 4].numpy(),
+                    found[:, 5].numpy(),
                     confidence=threshold,
                 )
             )

@@ -11,6 +11,8 @@ instead of a dozen times per job:
     finish()  one script, atomic: publish every reading (at most once per reading_id) and mark
               every job finished or failed. A reading is never published without its job being
               acknowledged, nor acknowledged without being published.
+    retry()   one script: started jobs whose model call failed go back to the end of the queue,
+              with one more attempt counted in the job hash
 
 Only this module and `ledger_scripts` know RQ's internals.
 """
@@ -18,6 +20,8 @@ Only this module and `ledger_scripts` know RQ's internals.
 import base64
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 import zlib
@@ -76,10 +80,19 @@ class Ledger:
         # An rq.Worker used only for its registration (birth, death, heartbeat), never to run a
         # job: that is what makes this process show up in `rq info` and rq-dashboard.
         self.rq_worker = Worker(
-            [self.queue], connection=connection, name=worker_name, serializer=JSONSerializer
+            [self.queue],
+            connection=connection,
+            name=worker_name,
+            serializer=JSONSerializer,
+            # Otherwise RQ asks Redis for our address right here: a worker built while Redis is
+            # down would crash instead of waiting for it. register_birth() asks instead.
+            prepare_for_work=False,
         )
+        self.rq_worker.hostname = socket.gethostname()
+        self.rq_worker.pid = os.getpid()
         self._start_script = connection.register_script(ledger_scripts.START)
         self._finish = connection.register_script(ledger_scripts.FINISH)
+        self._retry = connection.register_script(ledger_scripts.RETRY)
 
     @property
     def name(self) -> str:
@@ -88,6 +101,7 @@ class Ledger:
     # -- life cycle ---------------------------------------------------------------------------
 
     def register_birth(self) -> None:
+        self.rq_worker._set_ip_address(self._redis)  # what prepare_for_work=True would do
         self.rq_worker.register_birth()  # type: ignore[no-untyped-call]
         self.rq_worker.set_state("idle")
 
@@ -191,6 +205,25 @@ class Ledger:
         ]
         args.extend(self._job_arg(outcome, now) for outcome in outcomes)
         return [bool(flag) for flag in self._finish(args=args)]
+
+    def retry(self, taken: Sequence[Taken]) -> list[str]:
+        """Put started jobs back at the end of the queue for another attempt, counting it in
+        the job hash; returns the ids requeued (not those a recovery sweep already requeued)."""
+        if not taken:
+            return []
+        replies = self._retry(
+            args=[
+                self.queue.key,
+                self.queue.started_job_registry.key,
+                self.rq_worker.executions_key,
+                RQ_JOB_KEY_PREFIX,
+                RQ_EXECUTION_KEY_PREFIX,
+                RQ_EXECUTIONS_KEY_PREFIX,
+                ATTEMPTS_FIELD,
+                *(x for t in taken for x in (t.job_id, t.execution_id)),
+            ]
+        )
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
 
     def _job_arg(self, outcome: Outcome, now: datetime) -> str:
         taken, reading = outcome.taken, outcome.reading

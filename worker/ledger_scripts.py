@@ -6,7 +6,7 @@ registries, `rq info` and rq-dashboard see our jobs as RQ jobs. The key prefixes
 from `plate_ocr.constants`; only the RQ 3 layout is assumed (pinned in pyproject.toml).
 """
 
-__all__ = ["FINISH", "START"]
+__all__ = ["FINISH", "RETRY", "START"]
 
 # KEYS: none (single-node Redis; every key is derived from the arguments)
 # ARGV: queue_key, intermediate_key, job_prefix, wip_key, worker_key, worker_execs_key,
@@ -113,5 +113,33 @@ redis.call('HINCRBY', worker_key, 'successful_job_count', n_ok)
 redis.call('HINCRBY', worker_key, 'failed_job_count', n_failed)
 redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', worked)
 redis.call('HSET', worker_key, 'state', 'idle')
+return out
+"""
+
+# ARGV: queue_key, wip_key, worker_execs_key, job_prefix, exec_prefix, execs_prefix,
+#       attempts_field, then (job_id, execution_id) pairs.
+# Puts jobs whose model call failed back at the end of the queue with one more attempt counted
+# (the field recovery counts in too, so max_attempts bounds both). Only executions still in the
+# started registry are requeued: one whose lease ran out was already requeued by a recovery sweep
+# and must not be queued twice.
+# Returns the ids requeued.
+RETRY = """
+local queue, wip, worker_execs = ARGV[1], ARGV[2], ARGV[3]
+local job_prefix, exec_prefix, execs_prefix, attempts_field = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local out = {}
+for i = 8, #ARGV, 2 do
+  local job_id, exec_id = ARGV[i], ARGV[i + 1]
+  local composite = job_id .. ':' .. exec_id
+  if redis.call('ZREM', wip, composite) == 1 then
+    redis.call('DEL', exec_prefix .. composite)
+    redis.call('ZREM', execs_prefix .. job_id, exec_id)
+    redis.call('SREM', worker_execs, composite)
+    local job_key = job_prefix .. job_id
+    redis.call('HINCRBY', job_key, attempts_field, 1)
+    redis.call('HSET', job_key, 'status', 'queued')
+    redis.call('RPUSH', queue, job_id)
+    table.insert(out, job_id)
+  end
+end
 return out
 """

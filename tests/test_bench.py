@@ -1,0 +1,77 @@
+"""bench/bench.py end to end in its --quick form, on a tiny untrained model (same compute as the
+real one, reads nothing). Timings are never asserted: only that every section is measured."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from plate_ocr.constants import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ultralytics.models.yolo.model import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    path = tmp_path_factory.mktemp("models") / "tiny36.pt"
+    carrier = YOLO("yolo11n.yaml")
+    carrier.model = DetectionModel("yolo11n.yaml", nc=len(CLASS_NAMES), verbose=False)  # type: ignore[no-untyped-call]
+    carrier.model.names = dict(enumerate(CLASS_NAMES))
+    carrier.ckpt = {"train_args": {"imgsz": 256, "task": "detect"}}
+    carrier.save(str(path))
+    return path
+
+
+def _bench(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
+        | {"YOLO_OFFLINE": "1"},
+    )
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_quick_run_measures_every_section(
+    redis_client: redis.Redis, redis_url: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    run = _bench(
+        "--quick", "--n", "40", "--model", str(tiny_model), "--redis-url", redis_url,
+        "--json", str(out),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {"config", "raw", "bookkeeping", "end_to_end", "raw_after", "baselines", "ratios",
+                           "targets"}  # fmt: skip
+    assert [r["batch"] for r in report["raw"]] == [1, 8, 32]
+    assert all(r["plates_per_s"] > 0 and r["infer_ms"] > 0 for r in report["raw"])
+    assert report["bookkeeping"]["jobs"] == 1000 and report["bookkeeping"]["jobs_per_s"] > 0
+    loads = {(r["workers"], r["load"]) for r in report["end_to_end"]}
+    assert loads == {(1, "saturation"), (1, "steady_50pct")}
+    for row in report["end_to_end"]:
+        assert row["plates_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    assert set(report["baselines"]) == {"rq_simple_worker", "seed_script"}
+    assert set(report["ratios"]) >= {"e2e_1w_over_raw_b32", "e2e_1w_over_rq_simple_worker",
+                                     "e2e_1w_over_seed_script"}  # fmt: skip
+    assert report["config"]["input_hw"] == [128, 256]
+    assert "3 end to end, 1 worker(s), saturation" in run.stdout
+    assert redis_client.dbsize() == 0  # the bench cleans up after itself
+
+
+def test_database_zero_is_refused(tiny_model: Path) -> None:
+    run = _bench("--quick", "--model", str(tiny_model), "--redis-url", "redis://127.0.0.1:6379/0")
+    assert run.returncode != 0
+    assert "refusing to flush database 0" in run.stderr
