@@ -1,11 +1,13 @@
 """`BatchWorker`: pulls jobs in batches, reads them in one model call, publishes, acknowledges.
 
 No fork per job (CUDA does not survive a fork): the model lives in this process for its whole
-life. The loop in `work()` is the whole story; `_handle_batch()` is one batch.
+life. `work()` is the whole story: a prefetch thread takes and decodes the next batch
+(`_next_batch`) while this thread reads the current one and publishes it (`_complete`).
 
 Shutdown is staged:
-1. first SIGTERM/SIGINT: stop taking jobs; the batch in hand is read, published and
-   acknowledged; exit 0. It must fit in `shutdown_grace_s`, below the pod's termination grace.
+1. first SIGTERM/SIGINT: stop taking jobs; the batches in hand (the one in the model and the
+   one prefetched) are read, published and acknowledged; exit 0. Two batch times must fit in
+   `shutdown_grace_s`, below the pod's termination grace.
 2. second signal: stop now. Jobs in hand stay in the started registry and are recovered by
    another worker once their lease runs out; nothing is lost, they are just read later.
 """
@@ -14,9 +16,11 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Protocol
@@ -24,13 +28,19 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from plate_ocr.connection import Backoff, retry_on_disconnect
+from plate_ocr.connection import (
+    DISCONNECT_ERRORS,
+    Backoff,
+    RedisUnavailable,
+    retry_on_disconnect,
+)
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from schemas import ErrorCode, ModelInfo, PlateJob
 from worker.image import decode_image
 from worker.intake import Envelope, admit, envelope_of, load_images
 from worker.ledger import Ledger, Outcome, Taken
+from worker.prefetch import DRAINED, Drained, Prefetcher
 from worker.readings import ReadingFactory, Recognition
 from worker.recovery import Recovery
 
@@ -71,7 +81,11 @@ class BatchWorker:
         )
         self._readings = ReadingFactory(reader.model_info, reader.device, name)
         self._decoder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
+        self._take_backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
         self._stop_requested = False
+        # Batches handed to the model and not yet published; burst mode waits for them.
+        self._in_flight = 0
+        self._settled = threading.Condition()
         self.jobs_done = 0
 
     # -- the loop -----------------------------------------------------------------------------
@@ -79,7 +93,7 @@ class BatchWorker:
     def work(self, *, burst: bool = False) -> int:
         """Run until asked to stop, or in burst mode until the queue is empty. Returns 0."""
         self._install_signal_handlers()
-        # A pod can start while Redis is restarting: wait for it, as the loop below does.
+        # A pod can start while Redis is restarting: wait for it, as taking jobs does.
         retry_on_disconnect(
             self.ledger.register_birth,
             backoff=Backoff(max_s=self._settings.reconnect_max_backoff_s),
@@ -94,30 +108,13 @@ class BatchWorker:
             self._settings.batch_size,
             self._settings.max_wait_ms,
         )
-        backoff = Backoff(max_s=self._settings.reconnect_max_backoff_s)
+        # Taking and decoding run one batch ahead in a thread; the model runs here.
+        batches = Prefetcher(lambda: self._next_batch(burst), should_stop=self._stopping)
         try:
-            while not self._stop_requested:
-                try:
-                    self._recovery.sweep_if_due()
-                    self.ledger.heartbeat()
-                    batch = self.ledger.take(
-                        self._settings.batch_size,
-                        block_s=0.0 if burst else _TAKE_BLOCK_S,
-                        fill_wait_s=self._settings.max_wait_ms / 1000.0,
-                    )
-                    if batch:
-                        self._handle_batch(batch)
-                    elif burst:
-                        log.info("worker %s: queue drained (burst mode)", self.ledger.name)
-                        break
-                    backoff.reset()
-                except (redis.ConnectionError, redis.TimeoutError) as e:
-                    # Jobs in hand stay in Redis (intermediate list or started registry) and are
-                    # recovered once their lease runs out, by us or by another worker.
-                    delay_s = backoff.next_delay_s()
-                    log.warning("redis unavailable (%s); retrying in %.1f s", e, delay_s)
-                    time.sleep(delay_s)
+            for batch in batches:
+                self._complete(batch)
         finally:
+            batches.close()
             reason = "stop requested" if self._stop_requested else "burst done"
             log.info(
                 "worker %s stopping: %s, %d jobs done", self.ledger.name, reason, self.jobs_done
@@ -132,11 +129,49 @@ class BatchWorker:
     def request_stop(self) -> None:
         self._stop_requested = True
 
-    # -- one batch ----------------------------------------------------------------------------
+    def _stopping(self) -> bool:
+        return self._stop_requested
 
-    def _handle_batch(self, batch: Sequence[Taken]) -> None:
+    # -- the producing side (prefetch thread) -------------------------------------------------
+
+    def _next_batch(self, burst: bool) -> "_Prepared | Drained | None":
+        try:
+            self._recovery.sweep_if_due()
+            self.ledger.heartbeat()
+            taken = self.ledger.take(
+                self._settings.batch_size,
+                block_s=0.0 if burst else _TAKE_BLOCK_S,
+                fill_wait_s=self._settings.max_wait_ms / 1000.0,
+            )
+            if not taken:
+                return self._drained_or_wait() if burst else None
+            prepared = self._prepare(taken)
+            with self._settled:
+                self._in_flight += 1
+        except DISCONNECT_ERRORS as e:
+            # Jobs in hand stay in Redis (intermediate list or started registry) and are
+            # recovered once their lease runs out, by us or by another worker.
+            delay_s = self._take_backoff.next_delay_s()
+            log.warning("redis unavailable (%s); retrying in %.1f s", e, delay_s)
+            time.sleep(delay_s)
+            return None
+        self._take_backoff.reset()
+        return prepared
+
+    def _drained_or_wait(self) -> Drained | None:
+        """Burst mode ends when the queue is empty *and* no batch is still being read: a batch
+        in the model may yet put jobs back on the queue (a retry after a failed model call)."""
+        with self._settled:
+            if self._in_flight == 0:
+                log.info("worker %s: queue drained (burst mode)", self.ledger.name)
+                return DRAINED
+            self._settled.wait(timeout=_TAKE_BLOCK_S)
+        return None
+
+    def _prepare(self, batch: Sequence[Taken]) -> "_Prepared":
+        """Admit each job and decode its image; what fails here is already an outcome."""
         taken_at = datetime.now(UTC)
-        outcomes: list[Outcome] = []
+        prepared = _Prepared(taken_at)
         admitted: list[tuple[Taken, PlateJob]] = []
         for taken in batch:
             try:
@@ -149,55 +184,76 @@ class BatchWorker:
                 admitted.append((taken, admit(taken, self._settings)))
             except JobError as e:
                 reading = self._readings.error(envelope_of(taken), e, taken_at=taken_at)
-                outcomes.append(Outcome(taken, reading))
-        outcomes.extend(self._read(admitted, taken_at))
-        published = self.ledger.finish(outcomes)
+                prepared.outcomes.append(Outcome(taken, reading))
+        if not admitted:
+            return prepared
+        t0 = time.perf_counter()
+        blobs = load_images([pj for _, pj in admitted], self._settings, self._redis)
+        decoded = list(self._decoder.map(self._decode, blobs))
+        prepared.decode_ms = (time.perf_counter() - t0) * 1000.0 / len(admitted)
+        for (taken, pj), image in zip(admitted, decoded, strict=True):
+            if isinstance(image, JobError):
+                reading = self._readings.error(
+                    _envelope(pj), image, enqueued_at=pj.enqueued_at, taken_at=taken_at
+                )
+                prepared.outcomes.append(Outcome(taken, reading))
+            else:
+                prepared.ready.append((taken, pj, image))
+        return prepared
+
+    # -- the consuming side (this thread) -----------------------------------------------------
+
+    def _complete(self, prepared: "_Prepared") -> None:
+        try:
+            self._read_and_publish(prepared)
+        finally:
+            with self._settled:
+                self._in_flight -= 1
+                self._settled.notify_all()
+
+    def _read_and_publish(self, prepared: "_Prepared") -> None:
+        """Read the batch's images in one model call, then publish and acknowledge."""
+        outcomes = prepared.outcomes + self._read(prepared)
+        try:
+            # Safe to repeat: a reading is published at most once per reading_id.
+            published = retry_on_disconnect(
+                lambda: self.ledger.finish(outcomes),
+                backoff=Backoff(max_s=self._settings.reconnect_max_backoff_s),
+                give_up_after_s=self._settings.lease_s,
+                what="publishing a batch",
+            )
+        except RedisUnavailable as e:
+            # By now the lease has run out and another worker recovers these jobs.
+            log.error("%s; %d jobs left for recovery", e, len(outcomes))
+            return
         self.jobs_done += len(outcomes)
         duplicates = published.count(False)
         if duplicates:
             log.warning("%d readings were already published (recovered jobs)", duplicates)
 
-    def _read(
-        self, admitted: Sequence[tuple[Taken, PlateJob]], taken_at: datetime
-    ) -> list[Outcome]:
-        if not admitted:
-            return []
-        plate_jobs = [pj for _, pj in admitted]
-        t0 = time.perf_counter()
-        blobs = load_images(plate_jobs, self._settings, self._redis)
-        decoded = list(self._decoder.map(self._decode, blobs))
-        decode_ms = (time.perf_counter() - t0) * 1000.0 / len(admitted)
-
-        outcomes: list[Outcome] = []
-        ready: list[tuple[Taken, PlateJob, np.ndarray]] = []
-        for (s, pj), image in zip(admitted, decoded, strict=True):
-            if isinstance(image, JobError):
-                reading = self._readings.error(
-                    _envelope(pj), image, enqueued_at=pj.enqueued_at, taken_at=taken_at
-                )
-                outcomes.append(Outcome(s, reading))
-            else:
-                ready.append((s, pj, image))
+    def _read(self, prepared: "_Prepared") -> list[Outcome]:
+        ready = prepared.ready
         if not ready:
-            return outcomes
+            return []
         t1 = time.perf_counter()
         results = self._infer([image for _, _, image in ready])
         infer_ms = (time.perf_counter() - t1) * 1000.0 / len(ready)
+        outcomes: list[Outcome] = []
         failed: list[tuple[Taken, PlateJob, Exception]] = []
-        for (s, pj, _), result in zip(ready, results, strict=True):
+        for (taken, pj, _), result in zip(ready, results, strict=True):
             if isinstance(result, Exception):
-                failed.append((s, pj, result))
+                failed.append((taken, pj, result))
                 continue
             reading = self._readings.ok(
                 _envelope(pj),
                 result,
                 enqueued_at=pj.enqueued_at,
-                taken_at=taken_at,
-                decode_ms=decode_ms,
+                taken_at=prepared.taken_at,
+                decode_ms=prepared.decode_ms,
                 infer_ms=infer_ms,
             )
-            outcomes.append(Outcome(s, reading))
-        return outcomes + self._retry_or_fail(failed, taken_at)
+            outcomes.append(Outcome(taken, reading))
+        return outcomes + self._retry_or_fail(failed, prepared.taken_at)
 
     def _infer(self, images: Sequence[np.ndarray]) -> list[Recognition | Exception]:
         """Each image's recognition, or the exception reading it raised. One model call for the
@@ -274,6 +330,16 @@ class BatchWorker:
             signal.Signals(signum).name,
         )
         self._stop_requested = True
+
+
+@dataclass
+class _Prepared:
+    """A started batch, admitted and decoded, waiting for the model."""
+
+    taken_at: datetime
+    outcomes: list[Outcome] = field(default_factory=list)  # already decided: errors
+    ready: list[tuple[Taken, PlateJob, np.ndarray]] = field(default_factory=list)
+    decode_ms: float = 0.0
 
 
 def _envelope(pj: PlateJob) -> Envelope:

@@ -77,13 +77,15 @@ def stream_readings(client: redis.Redis, settings: Settings) -> list[PlateReadin
     ]
 
 
-def test_sigterm_finishes_and_publishes_the_batch_in_hand_then_exits_0(
+def test_sigterm_finishes_and_publishes_the_batches_in_hand_then_exits_0(
     settings: Settings, redis_client: redis.Redis, spawn: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     ids = PlateProducer(settings, connection=redis_client).submit_many(png_crops(12))
     started = StartedJobRegistry(settings.queue, connection=redis_client)
+    queue_key = f"rq:queue:{settings.queue}"
     proc = spawn(2.0, batch_size=4)
-    wait_for(lambda: started.count == 4)  # a batch is in hand, inside the model
+    # One batch in the model and, at most, one prefetched behind it.
+    wait_for(lambda: started.count >= 4)
 
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -91,10 +93,11 @@ def test_sigterm_finishes_and_publishes_the_batch_in_hand_then_exits_0(
     assert proc.returncode == 0, stderr.decode()
     assert b"finishing the batch in hand" in stderr
     done = stream_readings(redis_client, settings)
-    assert len(done) == 4 and all(r.status == "ok" for r in done), stderr.decode()[-3000:]
+    assert len(done) in (4, 8), stderr.decode()[-3000:]
+    assert all(r.status == "ok" for r in done)
     assert started.count == 0
     # The rest were never taken: still queued, for the next worker.
-    assert redis_client.llen(f"rq:queue:{settings.queue}") == 8
+    assert redis_client.llen(queue_key) == 12 - len(done)
     assert {r.job_id for r in done} <= set(ids)
 
 
@@ -129,7 +132,7 @@ def test_jobs_of_a_killed_worker_are_read_by_another_with_one_reading_each(
     ids = PlateProducer(settings, connection=redis_client).submit_many(png_crops(20))
     started = StartedJobRegistry(settings.queue, connection=redis_client)
     victim = spawn(30.0, lease_s=2, batch_size=8)
-    wait_for(lambda: started.count == 8)
+    wait_for(lambda: started.count >= 8)
 
     victim.kill()  # SIGKILL mid-batch: no clean-up of any kind
     victim.wait()
