@@ -2,7 +2,6 @@
 the lead has dropped them into worker/models/)."""
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -123,11 +122,17 @@ def test_bundled_model_reads_nothing_on_a_blank_plate(bundled_model: Path) -> No
 
 
 @pytest.mark.model
-def test_bundled_model_reads_a_drawn_plate(
-    bundled_model: Path, draw_plate: Callable[..., np.ndarray]
-) -> None:
+def test_bundled_model_reads_the_bundled_samples(bundled_model: Path) -> None:
+    import csv
+
+    from plate_ocr.demo import sample_dir
     from plate_ocr.training.evaluate import align
 
+    with (sample_dir() / "labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
     reader = PlateReader(bundled_model)
-    text = reader.read(draw_plate("ABC1234")).text
-    assert len(align("ABC1234", text)) <= 2, text
+    texts = [r.text for r in reader.read_batch([sample_dir() / row["file"] for row in rows])]
+    errors = sum(len(align(row["text"], text)) for row, text in zip(rows, texts, strict=True))
+    # A floor, not the model's figure (that is the model card's, on real plates): a model that
+    # cannot read our own clean synthetic samples is broken.
+    assert errors / sum(len(row["text"]) for row in rows) <= 0.5, texts

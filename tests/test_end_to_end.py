@@ -1,0 +1,58 @@
+"""Producer -> Redis -> worker with the bundled model -> results stream, as a user runs it."""
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+import redis
+
+from plate_ocr.demo import run_demo, sample_dir
+from plate_ocr.settings import Settings
+from plate_ocr.stream import ReadingStream
+from producer import PlateProducer
+from worker.batch_worker import BatchWorker
+from worker.engine import PlateReader, bundled_model_path
+
+pytestmark = [pytest.mark.redis, pytest.mark.model]
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    if not bundled_model_path().exists():
+        pytest.skip("no bundled weights")
+    return PlateReader(device="cpu")
+
+
+def samples() -> list[tuple[Path, str]]:
+    with (sample_dir() / "labels.csv").open(newline="") as f:
+        return [(sample_dir() / row["file"], row["text"]) for row in csv.DictReader(f)]
+
+
+def test_real_readings_flow_from_producer_to_the_stream(
+    settings: Settings, redis_client: redis.Redis, reader: PlateReader
+) -> None:
+    crops = [path.read_bytes() for path, _ in samples()]
+    producer = PlateProducer(settings, connection=redis_client)
+    ids = producer.submit_many([*crops, b"\x89PNG\r\n\x1a\n broken"], camera_id="lane-2")
+
+    BatchWorker(settings, reader=reader, connection=redis_client).work(burst=True)
+
+    got = {r.job_id: r for r in ReadingStream(settings, connection=redis_client).read_all()}
+    assert sorted(got) == sorted(ids)
+    sha = hashlib.sha256(bundled_model_path().read_bytes()).hexdigest()
+    ok = [got[i] for i in ids[:-1]]
+    assert all(r.status == "ok" and r.model.sha256 == sha and r.camera_id == "lane-2" for r in ok)
+    assert all(r.rows in (1, 2) for r in ok if r.text)
+    assert any(r.text for r in ok)
+    broken = got[ids[-1]]
+    assert broken.error is not None and broken.error.code == "undecodable_image"
+    # Request/response on top of the stream gives the same reading.
+    assert producer.wait(ids[0], timeout_s=5).reading_id == got[ids[0]].reading_id
+
+
+def test_the_demo_runs_on_its_embedded_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo({}, count=3) == 0
+    out = capsys.readouterr().out
+    assert "enqueued 3 sample crops" in out
+    assert "3 readings" in out
