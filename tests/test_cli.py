@@ -47,3 +47,15 @@ def test_help_does_not_load_the_model_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_devices_start_one_pinned_worker_per_gpu_and_report_each_failure() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = plate_ocr("worker", "--devices", "0,1", "--burst")
+    assert done.returncode != 0
+    # Each child was pinned to its own device and refused it loudly.
+    assert "plate-ocr worker (cuda:0): error" in done.stderr
+    assert "plate-ocr worker (cuda:1): error" in done.stderr
