@@ -20,6 +20,8 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("plate_ocr.cli")
 
+_TRAINING_TOOLS = ("synth", "train")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plate-ocr", description=__doc__.splitlines()[0])
@@ -64,22 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="embedded Redis + CPU worker + bundled samples, end to end")
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
 
-    p = sub.add_parser("synth", help="generate a synthetic YOLO plate dataset")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("train", help="train a YOLO11n character detector from scratch")
-    p.add_argument("--data", type=Path, required=True, help="data.yaml")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--imgsz", type=int, default=256)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--project", type=Path, default=Path("runs"))
-    p.add_argument("--name", default="plate-ocr")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--init-weights", type=Path, default=None)
-    p.add_argument("--workers", type=int, default=2)
+    # Listed for --help; main() hands their arguments to their own parsers.
+    for name, what in (
+        ("synth", "generate a synthetic YOLO plate dataset"),
+        ("train", "train a YOLO11n character detector from scratch"),
+    ):
+        p = sub.add_parser(name, help=what, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
 
     p = sub.add_parser("eval", help="score a model on DIR/labels.csv")
     p.add_argument("dir", type=Path)
@@ -155,29 +148,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from plate_ocr.demo import run_demo
 
         return run_demo(os.environ, count=args.count)
-    if cmd == "synth":
-        from plate_ocr.training.synth import generate_dataset
-
-        data_yaml = generate_dataset(args.out_dir, count=args.count, seed=args.seed, progress=True)
-        print(data_yaml)
-        return 0
-    if cmd == "train":
-        from plate_ocr.training.train import train
-
-        weights = train(
-            data=args.data,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            device=args.device,
-            project=args.project,
-            name=args.name,
-            resume=args.resume,
-            init_weights=args.init_weights,
-            workers=args.workers,
-        )
-        print(weights)
-        return 0
     if cmd == "eval":
         from plate_ocr.training.evaluate import run_eval
 
@@ -194,7 +164,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {cmd}")
 
 
+def _training_tool(command: str, argv: Sequence[str]) -> int:
+    from plate_ocr.training import synth, train
+
+    run = synth.main if command == "synth" else train.main
+    return run(argv, prog=f"plate-ocr {command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _TRAINING_TOOLS:
+        # Offline tools with parsers of their own (and no Redis): hand them the rest verbatim.
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        return _training_tool(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from plate_ocr.errors import JobError
 from schemas import CharacterReading, ModelInfo, PlateReading, ReadingError, Timings, reading_id_for
@@ -46,27 +46,17 @@ class ReadingFactory:
         decode_ms: float,
         infer_ms: float,
     ) -> PlateReading:
-        created_at = datetime.now(UTC)
-        return PlateReading(
-            job_id=envelope.job_id,
-            reading_id=reading_id_for(envelope.job_id, self.model.sha256),
+        return self._reading(
+            envelope,
+            enqueued_at=enqueued_at,
+            taken_at=taken_at,
+            decode_ms=decode_ms,
+            infer_ms=infer_ms,
             status="ok",
             text=result.text,
             confidence=result.confidence,
             characters=result.characters,
             rows=result.rows,
-            model=self.model,
-            device=self.device,
-            worker_id=self.worker_id,
-            camera_id=envelope.camera_id,
-            metadata=envelope.metadata,
-            timings=Timings(
-                queue_wait_ms=_ms_since(enqueued_at, taken_at),
-                decode_ms=decode_ms,
-                infer_ms=infer_ms,
-                total_ms=_ms_since(enqueued_at, created_at),
-            ),
-            created_at=created_at,
         )
 
     def error(
@@ -78,11 +68,30 @@ class ReadingFactory:
         taken_at: datetime | None = None,
         decode_ms: float = 0.0,
     ) -> PlateReading:
+        return self._reading(
+            envelope,
+            enqueued_at=enqueued_at,
+            taken_at=taken_at,
+            decode_ms=decode_ms,
+            infer_ms=0.0,
+            status="error",
+            error=ReadingError(code=error.code, message=error.message[:2000]),
+        )
+
+    def _reading(
+        self,
+        envelope: Envelope,
+        *,
+        enqueued_at: datetime | None,
+        taken_at: datetime | None,
+        decode_ms: float,
+        infer_ms: float,
+        **outcome: Any,
+    ) -> PlateReading:
         created_at = datetime.now(UTC)
         return PlateReading(
             job_id=envelope.job_id,
             reading_id=reading_id_for(envelope.job_id, self.model.sha256),
-            status="error",
             model=self.model,
             device=self.device,
             worker_id=self.worker_id,
@@ -91,9 +100,9 @@ class ReadingFactory:
             timings=Timings(
                 queue_wait_ms=_ms_since(enqueued_at, taken_at or created_at),
                 decode_ms=decode_ms,
-                infer_ms=0.0,
+                infer_ms=infer_ms,
                 total_ms=_ms_since(enqueued_at, created_at),
             ),
-            error=ReadingError(code=error.code, message=error.message[:2000]),
             created_at=created_at,
+            **outcome,
         )

@@ -129,8 +129,10 @@ def add_supplement(out_dir: Path, src_dir: Path, *, repeat: int) -> int:
     return added
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m plate_ocr.training.synth", description=__doc__)
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "python -m plate_ocr.training.synth"
+) -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.add_argument("out", type=Path, help="dataset directory to create")
     p.add_argument("--count", type=int, required=True, help="synthetic plates to render")
     p.add_argument("--seed", type=int, default=0)

@@ -193,9 +193,11 @@ def train(
     raise RuntimeError(f"training produced no weights under {wdir}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "python -m plate_ocr.training.train"
+) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m plate_ocr.training.train",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("ultralytics")
 
-from plate_ocr.training import synth, train
+from plate_ocr.training import train
 from plate_ocr.training.real_eval import boxes_to_text, normalize
 
 NAMES = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -36,21 +36,23 @@ def test_boxes_to_text_orders_rows_and_drops_duplicates() -> None:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # third-party warnings inside ultralytics/torch
-def test_synth_then_one_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synth_then_one_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plate_ocr.cli import main
+
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    data = synth.generate_dataset(tmp_path / "data", count=16, seed=0, val_fraction=0.25)
-    weights = train.train(
-        data=data,
-        epochs=1,
-        imgsz=64,
-        batch=8,
-        device="cpu",
-        project=tmp_path / "runs",
-        name="tiny",
-        resume=False,
-        init_weights=None,
-        workers=0,
+    data_dir = tmp_path / "data"
+    assert (
+        main(["synth", str(data_dir), "--count", "16", "--seed", "0", "--val-fraction", "0.25"])
+        == 0
     )
+    data = data_dir / "data.yaml"
+    tiny = ["--imgsz", "64", "--batch", "8", "--workers", "0", "--name", "tiny"]
+    capsys.readouterr()
+    argv = ["train", "--data", str(data), "--epochs", "1", "--project", str(tmp_path / "runs")]
+    assert main([*argv, *tiny]) == 0
+    weights = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert weights.is_file()
     from ultralytics import YOLO
 
