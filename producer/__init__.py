@@ -5,13 +5,13 @@ runs on an edge box with only redis, rq, pydantic and numpy installed.
 """
 
 from plate_ocr.errors import QueueFull, ReadingTimeout
+from producer.png import encode_png
 from producer.producer import (
     ImageNotFound,
     ImageTooLarge,
     InvalidJob,
     MetadataTooLarge,
     PlateProducer,
-    encode_png,
 )
 
 __all__ = [

@@ -12,10 +12,8 @@ memory bounded, and keeps enqueueing a plain RQ enqueue instead of a Lua script.
 """
 
 import os
-import struct
 import time
 import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -44,6 +42,7 @@ from plate_ocr.constants import (
 from plate_ocr.errors import JobError, QueueFull, ReadingTimeout
 from plate_ocr.settings import Settings
 from plate_ocr.stream import parse_entry
+from producer.png import encode_png
 from schemas import DetectorBox, ErrorCode, PlateJob, PlateReading
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "JobFields",
     "MetadataTooLarge",
     "PlateProducer",
-    "encode_png",
 ]
 
 # bytes: an encoded image; str or Path: a file to read (or, for a str, a file:// or redis://
@@ -315,45 +313,3 @@ class PlateProducer:
         return retry_on_disconnect(
             call, backoff=self._backoff, give_up_after_s=self._reconnect_deadline_s, what=what
         )
-
-
-def encode_png(array: npt.NDArray[np.uint8], *, bgr: bool = True) -> bytes:
-    """A lossless PNG of a uint8 image, written with numpy and zlib only (no OpenCV, no Pillow).
-
-    Accepts (H, W) grey, (H, W, 1), (H, W, 3) or (H, W, 4). Colour arrays are taken in OpenCV's
-    BGR(A) order, which is what cv2 and ultralytics hand out; pass `bgr=False` for RGB(A) arrays
-    (Pillow, imageio).
-    """
-    if array.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image array, got {array.dtype}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 2:
-        color_type = 0  # greyscale
-    elif array.ndim == 3 and array.shape[2] in (3, 4):
-        color_type = 2 if array.shape[2] == 3 else 6  # RGB, RGBA
-        if bgr:
-            array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]
-    else:
-        raise ValueError(f"expected an (H, W[, 1|3|4]) image array, got shape {array.shape}")
-    height, width = array.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"image array is empty: shape {array.shape}")
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    rows = np.ascontiguousarray(array).reshape(height, width * channels)
-    # PNG filter 1 ("Sub": each byte minus the same channel of the pixel to its left, mod 256)
-    # makes smooth crops compress about twice as well as no filter, at numpy speed.
-    filtered = rows.copy()
-    filtered[:, channels:] -= rows[:, :-channels]
-    scanlines = np.hstack([np.ones((height, 1), np.uint8), filtered]).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(scanlines))
-        + chunk(b"IEND", b"")
-    )

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Protocol
 
 import numpy as np
 import redis
@@ -36,12 +35,13 @@ from plate_ocr.connection import (
 )
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
-from schemas import ErrorCode, ModelInfo, PlateJob
+from schemas import ErrorCode, PlateJob
 from worker.image import decode_image
+from worker.inference import Reader, read_each
 from worker.intake import Envelope, admit, envelope_of, load_images
 from worker.ledger import Ledger, Outcome, Taken
 from worker.prefetch import DRAINED, Drained, Prefetcher
-from worker.readings import ReadingFactory, Recognition
+from worker.readings import ReadingFactory
 from worker.recovery import Recovery
 
 __all__ = ["BatchWorker", "Reader"]
@@ -50,16 +50,6 @@ log = logging.getLogger("plate_ocr.worker")
 
 # How long one blocking take waits for a first job: bounds how late a stop request is noticed.
 _TAKE_BLOCK_S = 1.0
-
-
-class Reader(Protocol):
-    """The OCR engine as the worker sees it: a pure function of decoded images."""
-
-    @property
-    def model_info(self) -> ModelInfo: ...
-    @property
-    def device(self) -> str: ...
-    def read_arrays(self, images: Sequence[np.ndarray]) -> Sequence[Recognition]: ...
 
 
 def default_worker_name(device: str) -> str:
@@ -236,7 +226,7 @@ class BatchWorker:
         if not ready:
             return []
         t1 = time.perf_counter()
-        results = self._infer([image for _, _, image in ready])
+        results = read_each(self._reader, [image for _, _, image in ready])
         infer_ms = (time.perf_counter() - t1) * 1000.0 / len(ready)
         outcomes: list[Outcome] = []
         failed: list[tuple[Taken, PlateJob, Exception]] = []
@@ -254,24 +244,6 @@ class BatchWorker:
             )
             outcomes.append(Outcome(taken, reading))
         return outcomes + self._retry_or_fail(failed, prepared.taken_at)
-
-    def _infer(self, images: Sequence[np.ndarray]) -> list[Recognition | Exception]:
-        """Each image's recognition, or the exception reading it raised. One model call for the
-        batch; should it fail, one call per image, so that a crop that breaks the model fails
-        alone instead of taking its batch-mates down with it."""
-        try:
-            return list(self._reader.read_arrays(images))
-        except Exception as e:  # the model failing must not take the worker down
-            if len(images) == 1:
-                return [e]
-            log.exception("inference failed for a batch of %d; reading one by one", len(images))
-        results: list[Recognition | Exception] = []
-        for image in images:
-            try:
-                results.extend(self._reader.read_arrays([image]))
-            except Exception as e:
-                results.append(e)
-        return results
 
     def _retry_or_fail(
         self, failed: Sequence[tuple[Taken, PlateJob, Exception]], taken_at: datetime
@@ -325,11 +297,12 @@ class BatchWorker:
         if self._stop_requested:
             log.warning("second %s: stopping now", signal.Signals(signum).name)
             raise SystemExit(1)
+        # Flag first: a second signal can interrupt this handler between any two bytecodes.
+        self._stop_requested = True
         log.info(
             "%s: finishing the batch in hand, then exiting (again to stop now)",
             signal.Signals(signum).name,
         )
-        self._stop_requested = True
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 Taking jobs from Redis and decoding their images is I/O and light CPU work (OpenCV releases the
 GIL); the model call is the expensive part. A single background thread runs the producing side
-one batch ahead, through a queue of `depth` items, so the model never waits for Redis or for the
-JPEG decoder. The depth bounds what a worker holds: at most `depth + 1` batches are started and
-not yet finished, which is what the shutdown grace period has to cover.
+`depth` batches ahead, so the model never waits for Redis or for the JPEG decoder. The depth
+bounds what a worker holds: at most `depth + 1` batches are started and not yet finished (the
+one in the model and those prefetched), which is what the shutdown grace period must cover.
 """
 
 import logging
@@ -25,7 +25,7 @@ class Drained:
 
 
 DRAINED = Drained()
-_PUT_POLL_S = 0.1
+_POLL_S = 0.1
 
 
 class _Failed:
@@ -50,7 +50,10 @@ class Prefetcher(Generic[T]):
     ) -> None:
         self._produce = produce
         self._should_stop = should_stop
-        self._items: queue.Queue[T | Drained | _Failed] = queue.Queue(maxsize=depth)
+        # A slot is taken before producing and given back when the consumer takes the item, so
+        # at most `depth` items are produced and not yet consumed, counting one being produced.
+        self._slots = threading.Semaphore(depth)
+        self._items: queue.Queue[T | Drained | _Failed] = queue.Queue()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
 
@@ -58,6 +61,7 @@ class Prefetcher(Generic[T]):
         self._thread.start()
         while True:
             item = self._items.get()
+            self._slots.release()
             if isinstance(item, Drained):
                 return
             if isinstance(item, _Failed):
@@ -70,21 +74,28 @@ class Prefetcher(Generic[T]):
 
     def _run(self) -> None:
         try:
-            while not self._should_stop() and not self._closed.is_set():
+            while self._take_slot():
                 item = self._produce()
                 if isinstance(item, Drained):
                     break
-                if item is not None:
-                    self._put(item)
+                if item is None:
+                    self._slots.release()
+                else:
+                    self._items.put(item)
         except BaseException as e:  # handed to the consuming thread, which decides
-            self._put(_Failed(e))
+            self._items.put(_Failed(e))
             return
-        self._put(DRAINED)
+        self._items.put(DRAINED)
 
-    def _put(self, item: T | Drained | _Failed) -> None:
-        while not self._closed.is_set():
-            try:
-                self._items.put(item, timeout=_PUT_POLL_S)
-                return
-            except queue.Full:
-                continue
+    def _take_slot(self) -> bool:
+        """Wait for the consumer to make room; False once we should stop producing."""
+        while not self._slots.acquire(timeout=_POLL_S):
+            if self._stopped():
+                return False
+        if self._stopped():
+            self._slots.release()
+            return False
+        return True
+
+    def _stopped(self) -> bool:
+        return self._closed.is_set() or self._should_stop()

@@ -143,7 +143,13 @@ def test_jobs_of_a_killed_worker_are_read_by_another_with_one_reading_each(
         lease_s=settings.lease_s,
         interval_s=0.1,
     )
-    wait_for(lambda: len(recovery.sweep()) > 0)
+
+    def all_requeued() -> bool:
+        recovery.sweep()
+        return started.count == 0
+
+    # Every started job comes back once its lease runs out (prefetched batches included).
+    wait_for(all_requeued)
     BatchWorker(settings, reader=NullReader(), connection=redis_client).work(burst=True)
 
     assert time.monotonic() - killed_at < 30
