@@ -220,10 +220,16 @@ class FlakyReader:
         self.model_info = reader.model_info
         self.device = reader.device
 
-    def read_arrays(self, images: Any) -> Any:
+    def preprocess(self, images: Any) -> Any:
+        return self._reader.preprocess(images)
+
+    def infer(self, batch: Any) -> Any:
         if self._rng.random() < self._failure_rate:
             raise RuntimeError("injected inference failure")
-        return self._reader.read_arrays(images)
+        return self._reader.infer(batch)
+
+    def read_arrays(self, images: Any) -> Any:
+        return self.infer(self.preprocess(images))
 
 
 def _worker_main(reader_kind: str, failure_rate: float) -> int:

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-wait-ms", type=int, default=None)
     p.add_argument("--model", dest="model_path", type=Path, default=None)
+    p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
@@ -113,6 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_wait_ms=args.max_wait_ms,
             model_path=args.model_path,
+            backend=args.backend,
         )
         return run_worker(settings, devices=args.devices, burst=args.burst)
     if cmd == "enqueue":

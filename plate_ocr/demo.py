@@ -52,18 +52,12 @@ def _redis_url(environ: Mapping[str, str]) -> Iterator[str]:
 def run_demo(environ: Mapping[str, str], *, count: int | None = None) -> int:
     from producer import PlateProducer
     from worker.batch_worker import BatchWorker
-    from worker.device import resolve_device
     from worker.engine import PlateReader
 
     samples = _samples(count)
     with _redis_url(environ) as url:
         settings = Settings.from_env(environ, redis_url=url)
-        reader = PlateReader(
-            settings.model_path,
-            device=resolve_device(settings.device),
-            confidence=settings.confidence,
-            imgsz=settings.imgsz,
-        )
+        reader = PlateReader.from_settings(settings)
         connection = connect(settings, client_name="demo")
         stream = ReadingStream(settings, connection=connection)
         producer = PlateProducer(settings, connection=connection)

@@ -24,18 +24,11 @@ def run_worker(settings: Settings, *, devices: str | None = None, burst: bool = 
 
 def _run_one(settings: Settings, *, burst: bool) -> int:
     # Heavy imports here, not at module level: `plate-ocr --help` must stay instant.
+    from worker.batch_worker import BatchWorker
     from worker.engine import PlateReader
 
-    from worker.batch_worker import BatchWorker
-    from worker.device import resolve_device
-
-    device = resolve_device(settings.device)  # raises DeviceUnavailable: never a silent fallback
-    reader = PlateReader(
-        settings.model_path,
-        device=device,
-        confidence=settings.confidence,
-        imgsz=settings.imgsz,
-    )
+    # Resolves the device before loading anything: a missing GPU is a loud error, no fallback.
+    reader = PlateReader.from_settings(settings)
     worker = BatchWorker(
         settings, reader=reader, connection=connect(settings, client_name="worker")
     )

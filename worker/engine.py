@@ -8,7 +8,9 @@ Every crop is letterboxed to ONE plate-shaped input, `input_hw` (by default half
 `imgsz` is wide, rounded up to the stride: 128x256 for imgsz 256), not to a square: a US plate
 is about 2:1, so a square input is half padding and costs twice the compute for nothing. Boxes
 come back in crop pixels whatever the input shape, exactly as ultralytics' own `predict` with
-`imgsz=[h, w]` gives them (same letterbox, same NMS, same box scaling).
+`imgsz=[h, w]` gives them (same letterbox, same NMS, same box scaling). On 300 real dev plates
+(epoch-3 weights) 128x256 read 30.7% exactly (CER 18.4%) against 28.7% (18.5%) for the 256x256
+square, at 2.3x the plates/s.
 """
 
 import hashlib
@@ -193,10 +195,13 @@ class PlateReader:
             top, left = round((height - h1) / 2 - 0.1), round((width - w1) / 2 - 0.1)
             if (w1, h1) != (w0, h0):
                 crop = np.asarray(cv2.resize(crop, (w1, h1), interpolation=cv2.INTER_LINEAR))
-            canvas[i, top : top + h1, left : left + w1] = crop
+            # RGB here, per crop, costs a tenth of flipping the whole float batch afterwards.
+            canvas[i, top : top + h1, left : left + w1] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             shapes.append((h0, w0))
-        # uint8 crosses to the device (4x less to copy than float), then BGR->RGB and 0-1 there.
-        pixels = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2).flip(1)
+        # uint8 crosses to the device (4x less to copy than float). The NCHW view of the NHWC
+        # canvas is channels-last in memory, which is the layout the CPU convolutions run in,
+        # so it is converted to float in place of being transposed.
+        pixels = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2)
         pixels = (pixels.half() if self._half else pixels.float()).div_(255)
         return PlateBatch(pixels=pixels, shapes=tuple(shapes))
 

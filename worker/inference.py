@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -15,21 +15,28 @@ log = logging.getLogger("plate_ocr.worker.inference")
 
 
 class Reader(Protocol):
-    """The OCR engine as the worker sees it: a pure function of decoded images."""
+    """The OCR engine as the worker sees it: pure functions of decoded images.
+
+    `preprocess` (resize, letterbox, to tensor) runs in the prefetch thread, off the model's
+    path; `infer` is the model call; `read_arrays` is both, for one crop at a time."""
 
     @property
     def model_info(self) -> ModelInfo: ...
     @property
     def device(self) -> str: ...
+    def preprocess(self, images: Sequence[np.ndarray]) -> Any: ...
+    def infer(self, batch: Any) -> Sequence[Recognition]: ...
     def read_arrays(self, images: Sequence[np.ndarray]) -> Sequence[Recognition]: ...
 
 
-def read_each(reader: Reader, images: Sequence[np.ndarray]) -> list[Recognition | Exception]:
+def read_each(
+    reader: Reader, batch: Any, images: Sequence[np.ndarray]
+) -> list[Recognition | Exception]:
     """Each image's recognition, or the exception reading it raised. One model call for the
-    batch; should it fail, one call per image, so that a crop that breaks the model fails alone
-    instead of taking its batch-mates down with it."""
+    preprocessed `batch`; should it fail, one call per image, so that a crop that breaks the
+    model fails alone instead of taking its batch-mates down with it."""
     try:
-        return list(reader.read_arrays(images))
+        return list(reader.infer(batch))
     except Exception as e:  # the model failing must not take the worker down
         if len(images) == 1:
             return [e]

@@ -39,6 +39,12 @@ class NullReader:
     def device(self) -> str:
         return self._device
 
+    def preprocess(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return list(images)
+
+    def infer(self, batch: list[np.ndarray]) -> list[NullResult]:
+        return self.read_arrays(batch)
+
     def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
         self.batches.append(len(images))
         if self._delay_s:
