@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -101,3 +102,25 @@ def text_mask(path: Path, text: str, size: int) -> np.ndarray:
     if len(ys) == 0:
         return np.zeros((0, 0), np.uint8)
     return np.ascontiguousarray(arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+
+
+@functools.cache
+def die_m(path: Path) -> np.ndarray:
+    """An "M" as the USA plate dies cut it: vertical legs and a V that stops near mid-height.
+
+    Desktop faces run the V down to the baseline, which the detector then fails to match on
+    New York plates (it reads their M as H); this variant borrows the face's stem width.
+    """
+    stem = max(
+        3, round(glyph_mask(path, "I").shape[1] * _GLYPH_PX / glyph_mask(path, "I").shape[0])
+    )
+    h = _GLYPH_PX
+    w = max(stem * 3, round(h * 0.62))
+    m = np.zeros((h, w), np.uint8)
+    m[:, :stem] = 255
+    m[:, w - stem :] = 255
+    vy = round(h * 0.58)
+    pts = [(stem // 2, 0), (w // 2, vy), (w - 1 - stem // 2, 0)]
+    cv2.polylines(m, [np.array(pts, np.int32)], False, 255, stem, cv2.LINE_AA)
+    m.setflags(write=False)
+    return m

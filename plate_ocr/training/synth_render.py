@@ -15,7 +15,7 @@ import numpy as np
 
 from plate_ocr.training.synth_decor import Color, decor_text, frame, separator, stack_letters
 from plate_ocr.training.synth_decor import jitter as _jitter
-from plate_ocr.training.synth_fonts import glyph_mask, plate_fonts
+from plate_ocr.training.synth_fonts import die_m, glyph_mask, plate_fonts
 from plate_ocr.training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
 
 
@@ -110,7 +110,8 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
     stack_left = rng.random() < 0.6
 
     # Lay out in units of cap height, then pick the cap height that fits the plate width.
-    glyphs = [glyph_mask(font, c) for c in plate_text.text]
+    die = rng.random() < 0.5  # plate-die M (short V) instead of the face's own M
+    glyphs = [die_m(font) if c == "M" and die else glyph_mask(font, c) for c in plate_text.text]
     widths = [g.shape[1] / g.shape[0] * condense for g in glyphs]
     n_breaks = len(plate_text.groups) - 1
     units = sum(widths) + gap * (len(glyphs) - 1) + n_breaks * brk_w + (0.5 if stack else 0.0)
