@@ -8,7 +8,6 @@ CSV beside the run, keeping a copy of the checkpoint with the best exact match.
 from __future__ import annotations
 
 import csv
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -18,22 +17,17 @@ from typing import Any
 
 import numpy as np
 
-_KEEP = re.compile(r"[^0-9A-Z]")
+from plate_ocr.training.evaluate import align, normalise
+from worker.postprocess import order_characters
 
 
 def normalize(text: str) -> str:
-    """Scoring form: uppercase, 0-9A-Z only, letter O folded to digit 0 (sources disagree)."""
-    return _KEEP.sub("", text.upper()).replace("O", "0")
+    """Scoring form, the same as `plate-ocr eval`'s."""
+    return normalise(text)
 
 
 def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    return len(align(a, b))
 
 
 def boxes_to_text(
@@ -43,42 +37,10 @@ def boxes_to_text(
     names: Sequence[str],
     *,
     min_conf: float = 0.25,
-    iou: float = 0.5,
 ) -> str:
-    """Order character boxes into a string: class-agnostic de-duplication, rows, left to right."""
-    keep = conf >= min_conf
-    xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
-    order = np.argsort(-conf)
-    chosen: list[int] = []
-    for i in order:
-        if all(_iou(xyxy[i], xyxy[j]) <= iou for j in chosen):
-            chosen.append(int(i))
-    if not chosen:
-        return ""
-    b = xyxy[chosen]
-    c = cls[chosen]
-    cy = (b[:, 1] + b[:, 3]) / 2
-    h_med = float(np.median(b[:, 3] - b[:, 1]))
-    # A new row starts when a box centre sits clearly below the current row's centre.
-    rows: list[list[int]] = []
-    for i in np.argsort(cy):
-        if rows and cy[i] - np.mean(cy[rows[-1]]) < 0.6 * h_med:
-            rows[-1].append(int(i))
-        else:
-            rows.append([int(i)])
-    out = []
-    for row in rows:
-        for i in sorted(row, key=lambda k: float(b[k, 0] + b[k, 2])):
-            out.append(names[int(c[i])])
-    return "".join(out)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    """The worker's own ordering (duplicate suppression, rows, left to right), so the figure
+    tracked during training is the one the product would score."""
+    return order_characters(xyxy, conf, cls, confidence=min_conf, names=tuple(names)).text
 
 
 @dataclass(frozen=True)
