@@ -32,7 +32,6 @@ DARKPLATE_CREDIT = "DarkPlate by Stéphane Charette (MIT)"
 # - AdamW 1e-3 with 1 warm-up epoch: from scratch in ~12 epochs, SGD warms up too slowly.
 # - close_mosaic 2: the last epochs see whole single crops, as the reader does.
 DEFAULT_HYP: dict[str, Any] = {
-    "pretrained": False,
     "amp": False,
     "plots": False,
     "fliplr": 0.0,
@@ -167,6 +166,8 @@ def train(
             model.train(resume=True, workers=workers)
         else:
             model.train(
+                # ultralytics builds a fresh model when pretrained is False, dropping init weights
+                pretrained=init_weights is not None,
                 data=str(Path(data).resolve()),
                 epochs=epochs,
                 imgsz=imgsz,
@@ -221,6 +222,9 @@ def main(
     p.add_argument("--real-count", type=int, default=300)
     p.add_argument("--real-every", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--lr0", type=float, help="initial learning rate (default 0.001; lower to fine-tune)"
+    )
     p.add_argument("--copy-to", type=Path, help="also copy the chosen weights here")
     args = p.parse_args(argv)
     weights = train(
@@ -238,6 +242,7 @@ def main(
         real_count=args.real_count,
         real_every=args.real_every,
         threads=args.threads,
+        hyp={"lr0": args.lr0} if args.lr0 is not None else None,
     )
     if args.copy_to:
         shutil.copyfile(weights, args.copy_to)

@@ -75,3 +75,23 @@ def test_synth_then_one_epoch(
         workers=0,
     )
     assert again.is_file()
+    # Fine-tuning starts from the init weights, not from a fresh model: at a negligible learning
+    # rate the result keeps the bundled weights' convolutions.
+    bundled = Path(__file__).resolve().parents[2] / "worker" / "models" / "plate_ocr_yolo11n.pt"
+    tuned = train.train(
+        data=data,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        project=tmp_path / "runs",
+        name="tuned",
+        resume=False,
+        init_weights=bundled,
+        workers=0,
+        hyp={"lr0": 1e-7, "warmup_bias_lr": 0.0},
+    )
+    before = YOLO(str(bundled)).model.state_dict()
+    after = YOLO(str(tuned)).model.state_dict()
+    for key in ("model.0.conv.weight", "model.23.cv3.2.2.weight"):
+        assert (after[key].float() - before[key].float()).abs().max() < 1e-3, key
