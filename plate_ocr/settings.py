@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     queue: str = Field(default=DEFAULT_QUEUE, pattern=r"^[A-Za-z0-9_.\-]+$")
     results_stream: str = Field(default=DEFAULT_RESULTS_STREAM, min_length=1)
     stream_maxlen: int = Field(default=100_000, ge=1, description="approximate MAXLEN trimming")
+    stream_claim_idle_ms: int = Field(
+        default=300_000,
+        ge=0,
+        description="a group consumer takes over readings another consumer has left "
+        "unacknowledged this long, e.g. because it died (0: never)",
+    )
 
     # Producer.
     max_queue_depth: int = Field(default=100_000, ge=1)

@@ -12,8 +12,10 @@ the caller asks `follow()` for the next reading, i.e. after the caller has handl
 that crashes mid-handling leaves that entry pending, and on restart under the same consumer name
 it is delivered again before anything new. That is at-least-once delivery, so handlers should
 deduplicate on `reading_id` (stable across retries of the same job). A consumer takes up to 100
-entries per read, so one that dies may leave that many pending; entries pending for a consumer
-name that never comes back stay pending (claim them with XAUTOCLAIM if that matters).
+entries per read, so one that dies may leave that many pending. So that they are not stranded
+when its name never comes back, every consumer of the group also takes over (XAUTOCLAIM) entries
+left unacknowledged for `settings.stream_claim_idle_ms`; set it above the longest time a live
+consumer may hold a batch, or a slow consumer's readings are handled twice.
 """
 
 import logging
@@ -95,6 +97,7 @@ class ReadingStream:
             else connect(settings, client_name="plate-ocr-stream")
         )
         self.name = settings.results_stream
+        self._claim_idle_ms = settings.stream_claim_idle_ms
         self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
 
     def read_all(self) -> list[PlateReading]:
@@ -202,7 +205,42 @@ class ReadingStream:
             for entry_id, fields in pending:
                 cursor = entry_id
                 yield entry_id, fields
-        yield from _poll(lambda wait_ms: read(b">", wait_ms), block_ms, idle_timeout_s)
+        claim = self._claimer(group, consumer)
+        yield from _poll(lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s)
+
+    def _claimer(self, group: str, consumer: str) -> Callable[[], list[Entry]]:
+        """Takes over entries other consumers of `group` have left pending too long.
+
+        Scans the pending list at most twice per claim interval: a live consumer's entries are
+        younger than that, so a healthy group pays one cheap XAUTOCLAIM now and then.
+        """
+        cursor = b"0-0"
+        next_scan_at = time.monotonic()
+
+        def claim() -> list[Entry]:
+            nonlocal cursor, next_scan_at
+            if self._claim_idle_ms == 0 or time.monotonic() < next_scan_at:
+                return []
+            reply = self._call(
+                lambda: self._redis.xautoclaim(
+                    self.name, group, consumer, self._claim_idle_ms, cursor, count=_READ_COUNT
+                ),
+                "XAUTOCLAIM",
+            )
+            # [next cursor, claimed entries, ids deleted from the stream (dropped by Redis)]
+            cursor, claimed = reply[0], cast(list[Entry], reply[1])
+            if cursor == b"0-0":  # scanned the whole pending list: rest until the next interval
+                next_scan_at = time.monotonic() + self._claim_idle_ms / 2000
+            if claimed:
+                log.warning(
+                    "%s took over %d readings left pending in group %s",
+                    consumer,
+                    len(claimed),
+                    group,
+                )
+            return claimed
+
+        return claim
 
     def _ack(self, group: str, entry_id: bytes) -> None:
         self._call(lambda: self._redis.xack(self.name, group, entry_id), "XACK")

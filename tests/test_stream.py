@@ -173,6 +173,26 @@ def test_a_restarted_consumer_gets_its_unacknowledged_readings_again_first(
 
 
 @pytest.mark.redis
+def test_a_consumer_takes_over_what_a_dead_consumer_left_pending_past_the_claim_time(
+    settings: Settings, redis_client: redis.Redis, publish: Publish, make_reading: MakeReading
+) -> None:
+    patient = ReadingStream(settings, connection=redis_client)  # claims after 5 minutes
+    eager = ReadingStream(
+        settings.model_copy(update={"stream_claim_idle_ms": 1}), connection=redis_client
+    )
+    for i in range(3):
+        publish(redis_client, make_reading(f"job-{i}"))
+    dead = patient.follow("g", "dead", from_start=True, block_ms=100)
+    assert next(dead).job_id == "job-0"
+    dead.close()  # its name never comes back: job-0..2 stay pending for "dead"
+
+    assert list(patient.follow("g", "alive", idle_timeout_s=0.2)) == []
+    taken = [r.job_id for r in eager.follow("g", "alive", idle_timeout_s=0.2)]
+    assert taken == ["job-0", "job-1", "job-2"]
+    assert redis_client.xpending(patient.name, "g")["pending"] == 0
+
+
+@pytest.mark.redis
 def test_a_pending_entry_trimmed_from_the_stream_is_acknowledged_and_skipped(
     stream: ReadingStream, redis_client: redis.Redis, publish: Publish, make_reading: MakeReading
 ) -> None:
