@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     lease_s: int = Field(default=30, ge=2, description="a started job is orphaned after this")
     recovery_interval_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    retry_delay_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="a job whose model call failed is retried after this, doubled per attempt "
+        "(0: at once, at the end of the queue)",
+    )
     result_ttl_s: int = Field(default=3600, ge=0)
     failure_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)

@@ -152,10 +152,11 @@ class BatchWorker:
         return prepared
 
     def _drained_or_wait(self) -> Drained | None:
-        """Burst mode ends when the queue is empty *and* no batch is still being read: a batch
-        in the model may yet put jobs back on the queue (a retry after a failed model call)."""
+        """Burst mode ends when the queue is empty, no batch is still being read *and* no job
+        waits out a retry backoff: a batch in the model may yet fail and schedule a retry, and a
+        scheduled retry comes back to the queue when due."""
         with self._settled:
-            if self._in_flight == 0:
+            if self._in_flight == 0 and self._recovery.retries_waiting() == 0:
                 log.info("worker %s: queue drained (burst mode)", self.ledger.name)
                 return DRAINED
             self._settled.wait(timeout=_TAKE_BLOCK_S)
@@ -260,15 +261,15 @@ class BatchWorker:
     def _retry_or_fail(
         self, failed: Sequence[tuple[Taken, PlateJob, Exception]], taken_at: datetime
     ) -> list[Outcome]:
-        """Jobs whose model call failed go back on the queue (the failure may be transient: a
-        GPU out of memory, a driver hiccup), except on their last attempt, which ends as an
-        INFERENCE_FAILED error reading with the reason. The attempt count is the one recovery
-        keeps for jobs of dead workers, so `max_attempts` bounds the two together."""
+        """Jobs whose model call failed are retried after a backoff (the failure may be
+        transient: a GPU out of memory, a driver hiccup), except on their last attempt, which
+        ends as an INFERENCE_FAILED error reading with the reason. The attempt count is the one
+        recovery keeps for jobs of dead workers, so `max_attempts` bounds the two together."""
         last = self._settings.max_attempts - 1
         again = [taken for taken, _, _ in failed if taken.attempts < last]
         if again:
-            requeued = self.ledger.retry(again)
-            log.warning("inference failed; %d jobs requeued for another attempt", len(requeued))
+            retried = self.ledger.retry(again, delay_s=self._settings.retry_delay_s)
+            log.warning("inference failed; %d jobs will be retried", len(retried))
         outcomes = []
         for taken, pj, e in failed:
             if taken.attempts < last:

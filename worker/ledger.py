@@ -11,8 +11,8 @@ instead of a dozen times per job:
     finish()  one script, atomic: publish every reading (at most once per reading_id) and mark
               every job finished or failed. A reading is never published without its job being
               acknowledged, nor acknowledged without being published.
-    retry()   one script: started jobs whose model call failed go back to the end of the queue,
-              with one more attempt counted in the job hash
+    retry()   one script: started jobs whose model call failed wait in RQ's scheduled registry
+              (with a backoff) for another attempt, counted in the job hash
 
 Only this module and `ledger_scripts` know RQ's internals.
 """
@@ -206,9 +206,10 @@ class Ledger:
         args.extend(self._job_arg(outcome, now) for outcome in outcomes)
         return [bool(flag) for flag in self._finish(args=args)]
 
-    def retry(self, taken: Sequence[Taken]) -> list[str]:
-        """Put started jobs back at the end of the queue for another attempt, counting it in
-        the job hash; returns the ids requeued (not those a recovery sweep already requeued)."""
+    def retry(self, taken: Sequence[Taken], *, delay_s: float) -> list[str]:
+        """Give started jobs another attempt, counted in the job hash, after `delay_s` doubled
+        per attempt already made (0: at once, at the end of the queue); returns the ids retried
+        (not those a recovery sweep already requeued)."""
         if not taken:
             return []
         replies = self._retry(
@@ -220,6 +221,9 @@ class Ledger:
                 RQ_EXECUTION_KEY_PREFIX,
                 RQ_EXECUTIONS_KEY_PREFIX,
                 ATTEMPTS_FIELD,
+                self.queue.scheduled_job_registry.key,
+                time.time(),
+                delay_s,
                 *(x for t in taken for x in (t.job_id, t.execution_id)),
             ]
         )

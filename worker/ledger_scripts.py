@@ -117,17 +117,19 @@ return out
 """
 
 # ARGV: queue_key, wip_key, worker_execs_key, job_prefix, exec_prefix, execs_prefix,
-#       attempts_field, then (job_id, execution_id) pairs.
-# Puts jobs whose model call failed back at the end of the queue with one more attempt counted
-# (the field recovery counts in too, so max_attempts bounds both). Only executions still in the
-# started registry are requeued: one whose lease ran out was already requeued by a recovery sweep
-# and must not be queued twice.
-# Returns the ids requeued.
+#       attempts_field, scheduled_key, now_s, delay_s, then (job_id, execution_id) pairs.
+# Gives jobs whose model call failed another attempt, counted in the job hash (the field recovery
+# counts in too, so max_attempts bounds both): after delay_s * 2^(attempts - 1) in RQ's scheduled
+# registry, from which Recovery moves them back to the queue when due, or at once at the end of
+# the queue when delay_s is 0. Only executions still in the started registry are retried: one
+# whose lease ran out was already requeued by a recovery sweep and must not be queued twice.
+# Returns the ids retried.
 RETRY = """
 local queue, wip, worker_execs = ARGV[1], ARGV[2], ARGV[3]
 local job_prefix, exec_prefix, execs_prefix, attempts_field = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local scheduled, now, delay = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local out = {}
-for i = 8, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local job_id, exec_id = ARGV[i], ARGV[i + 1]
   local composite = job_id .. ':' .. exec_id
   if redis.call('ZREM', wip, composite) == 1 then
@@ -135,9 +137,14 @@ for i = 8, #ARGV, 2 do
     redis.call('ZREM', execs_prefix .. job_id, exec_id)
     redis.call('SREM', worker_execs, composite)
     local job_key = job_prefix .. job_id
-    redis.call('HINCRBY', job_key, attempts_field, 1)
-    redis.call('HSET', job_key, 'status', 'queued')
-    redis.call('RPUSH', queue, job_id)
+    local attempts = redis.call('HINCRBY', job_key, attempts_field, 1)
+    if delay > 0 then
+      redis.call('HSET', job_key, 'status', 'scheduled')
+      redis.call('ZADD', scheduled, now + delay * 2 ^ (attempts - 1), job_id)
+    else
+      redis.call('HSET', job_key, 'status', 'queued')
+      redis.call('RPUSH', queue, job_id)
+    end
     table.insert(out, job_id)
   end
 end

@@ -12,6 +12,10 @@ Both are pushed back to the *front* of the queue (they are the oldest work) with
 count incremented. The intake refuses a job past `max_attempts` with an error reading, so a crop
 that kills every worker that touches it ends as an error instead of cycling forever.
 The sweep is one Lua script: two workers sweeping at once cannot requeue the same job twice.
+
+Jobs waiting out a retry backoff (RQ's scheduled registry, see `ledger_scripts.RETRY`) are moved
+to the end of the queue once due, checked on every call rather than every interval, so that a
+one-second backoff is not stretched to the sweep interval.
 """
 
 import logging
@@ -70,6 +74,24 @@ return requeued
 """
 
 
+# KEYS: scheduled registry, queue. ARGV: now (epoch s), job key prefix
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+local promoted = {}
+for _, job_id in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], job_id) == 1 then
+    local job_key = ARGV[2] .. job_id
+    if redis.call('EXISTS', job_key) == 1 then
+      redis.call('HSET', job_key, 'status', 'queued')
+      redis.call('RPUSH', KEYS[2], job_id)
+      table.insert(promoted, job_id)
+    end
+  end
+end
+return promoted
+"""
+
+
 class Recovery:
     def __init__(
         self, queue: Queue, connection: redis.Redis, *, lease_s: int, interval_s: float
@@ -79,13 +101,26 @@ class Recovery:
         self._interval_s = interval_s
         self._next_at = 0.0
         self._sweep = connection.register_script(_SWEEP)
+        self._promote = connection.register_script(_PROMOTE)
+        self._connection = connection
 
     def sweep_if_due(self) -> list[str]:
+        """Queue the retries now due; every `interval_s`, also sweep. Returns the ids queued."""
+        promoted = self.promote_due_retries()
         now = time.monotonic()
         if now < self._next_at:
-            return []
+            return promoted
         self._next_at = now + self._interval_s
-        return self.sweep()
+        return promoted + self.sweep()
+
+    def promote_due_retries(self) -> list[str]:
+        keys = [self._queue.scheduled_job_registry.key, self._queue.key]
+        promoted = self._promote(keys, [time.time(), RQ_JOB_KEY_PREFIX])
+        return [j.decode() if isinstance(j, bytes) else str(j) for j in promoted]
+
+    def retries_waiting(self) -> int:
+        """Jobs waiting out a retry backoff (burst mode is not done while there are any)."""
+        return int(self._connection.zcard(self._queue.scheduled_job_registry.key))
 
     def sweep(self) -> list[str]:
         """Requeue what dead workers left behind; returns the job ids requeued."""

@@ -93,7 +93,14 @@ def test_a_batch_of_mixed_sizes_keeps_its_order(sevens: PlateReader) -> None:
     small, large = _plate(), np.asarray(cv2.resize(_plate(), (320, 96)), dtype=np.uint8)
     batch = sevens.read_arrays([small, large, small])
     assert len(batch) == 3
-    assert batch[0] == batch[2] == sevens.read(small)
+    alone = sevens.read(small)
+    # The same crop reads the same wherever it sits in a batch; floats may differ in the last
+    # bits between batch sizes (torch picks kernels by shape), so those are compared closely.
+    for result in (batch[0], batch[2]):
+        assert result.text == alone.text and result.rows == alone.rows
+        assert result.confidence == pytest.approx(alone.confidence, abs=1e-4)
+        for got, want in zip(result.characters, alone.characters, strict=True):
+            assert got.box == pytest.approx(want.box, abs=0.05)
     assert max(c.box[2] for c in batch[1].characters) > 160  # scaled back to the large crop
     assert sevens.read_arrays([]) == []
 

@@ -2,6 +2,7 @@
 that breaks the model fails alone, and a job that keeps failing ends as an error reading and in
 RQ's failed registry with the reason. The real loop and the real Redis; readers that fail."""
 
+import time
 from collections.abc import Sequence
 from typing import cast
 
@@ -9,7 +10,12 @@ import numpy as np
 import pytest
 import redis
 from rq.job import Job
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.registry import (
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.serializers import JSONSerializer
 
 from plate_ocr.constants import ATTEMPTS_FIELD, RQ_JOB_KEY_PREFIX
@@ -43,6 +49,18 @@ class FlakyReader(NullReader):
         return super().read_arrays(images)
 
 
+class TimedFlakyReader(FlakyReader):
+    """A FlakyReader that notes when each call came."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(failures)
+        self.called_at_s: list[float] = []
+
+    def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
+        self.called_at_s.append(time.monotonic())
+        return super().read_arrays(images)
+
+
 class PoisonReader(NullReader):
     """Raises for any batch holding a crop POISON_WIDTH pixels wide."""
 
@@ -51,6 +69,12 @@ class PoisonReader(NullReader):
         if any(im.shape[1] == POISON_WIDTH for im in images):
             raise ValueError("shape mismatch in the detection head")
         return [NullResult(f"{im.shape[1]}X{im.shape[0]}", 1.0, (), 1) for im in images]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A short backoff: these tests are about what is retried, the backoff has its own test.
+    return settings.model_copy(update={"retry_delay_s": 0.02})
 
 
 def run_burst(settings: Settings, client: redis.Redis, reader: NullReader) -> None:
@@ -84,6 +108,43 @@ def test_a_transient_inference_failure_is_retried_and_the_job_read(
     assert attempts(redis_client, job_id) == failures  # each retry is counted in the job hash
     assert FinishedJobRegistry(settings.queue, connection=redis_client).get_job_ids() == [job_id]
     assert FailedJobRegistry(settings.queue, connection=redis_client).count == 0
+
+
+def test_a_retry_waits_a_backoff_that_doubles_with_each_attempt(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = settings.model_copy(update={"max_attempts": 3, "retry_delay_s": 0.3})
+    job_id = PlateProducer(settings, connection=redis_client).submit(crop())
+    reader = TimedFlakyReader(2)
+    scheduled = ScheduledJobRegistry(settings.queue, connection=redis_client)
+    run_burst(settings, redis_client, reader)
+
+    first, second, third = reader.called_at_s
+    assert second - first >= 0.3 and third - second >= 0.6
+    (reading,) = readings(redis_client, settings).values()
+    assert reading.job_id == job_id and reading.status == "ok"
+    assert scheduled.count == 0
+
+
+def test_a_failed_job_waits_in_rqs_scheduled_registry_until_due(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = settings.model_copy(update={"max_attempts": 2, "retry_delay_s": 60.0})
+    job_id = PlateProducer(settings, connection=redis_client).submit(crop())
+    worker = BatchWorker(settings, reader=FlakyReader(1), connection=redis_client)
+    taken = worker.ledger.take(1, block_s=0.0, fill_wait_s=0.0)
+    before_s = time.time()
+    assert worker.ledger.retry(taken, delay_s=settings.retry_delay_s) == [job_id]
+
+    scheduled = ScheduledJobRegistry(settings.queue, connection=redis_client)
+    assert scheduled.get_job_ids() == [job_id]
+    assert scheduled.get_scheduled_time(job_id).timestamp() >= int(before_s) + 60
+    assert Job.fetch(job_id, connection=redis_client, serializer=JSONSerializer).get_status() == (
+        "scheduled"
+    )
+    assert redis_client.llen(f"rq:queue:{settings.queue}") == 0
+    assert StartedJobRegistry(settings.queue, connection=redis_client).count == 0
+    assert attempts(redis_client, job_id) == 1
 
 
 def test_a_failure_that_persists_ends_as_an_error_reading_after_max_attempts(
