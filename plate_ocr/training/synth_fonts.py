@@ -104,9 +104,16 @@ def text_mask(path: Path, text: str, size: int) -> np.ndarray:
     return np.ascontiguousarray(arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
 
 
+# Depths (fraction of cap height the middle V reaches) and widths (of cap height) the die
+# letters are drawn at: New York's dies stop the V at about a third, others nearer the middle.
+DIE_DEPTHS: tuple[float, ...] = (0.3, 0.38, 0.46, 0.58)
+DIE_WIDTHS: tuple[float, ...] = (0.46, 0.54, 0.62)
+
+
 @functools.cache
-def die_m(path: Path) -> np.ndarray:
-    """An "M" as the USA plate dies cut it: vertical legs and a V that stops near mid-height.
+def die_m(path: Path, depth: float = 0.58, width: float = 0.62) -> np.ndarray:
+    """An "M" as the USA plate dies cut it: vertical legs and a V that stops at `depth` of the
+    cap height (New York: about a third), `width` cap heights wide.
 
     Desktop faces run the V down to the baseline, which the detector then fails to match on
     New York plates (it reads their M as H); this variant borrows the face's stem width.
@@ -115,12 +122,20 @@ def die_m(path: Path) -> np.ndarray:
         3, round(glyph_mask(path, "I").shape[1] * _GLYPH_PX / glyph_mask(path, "I").shape[0])
     )
     h = _GLYPH_PX
-    w = max(stem * 3, round(h * 0.62))
+    w = max(stem * 3, round(h * width))
     m = np.zeros((h, w), np.uint8)
     m[:, :stem] = 255
     m[:, w - stem :] = 255
-    vy = round(h * 0.58)
+    vy = round(h * depth)
     pts = [(stem // 2, 0), (w // 2, vy), (w - 1 - stem // 2, 0)]
     cv2.polylines(m, [np.array(pts, np.int32)], False, 255, stem, cv2.LINE_AA)
     m.setflags(write=False)
     return m
+
+
+@functools.cache
+def die_w(path: Path, depth: float = 0.58, width: float = 0.62) -> np.ndarray:
+    """The die "W": the die "M" upside down (its V rises from the baseline)."""
+    w = np.ascontiguousarray(die_m(path, depth, width)[::-1])
+    w.setflags(write=False)
+    return w

@@ -15,7 +15,14 @@ import numpy as np
 
 from plate_ocr.training.synth_decor import Color, decor_text, frame, separator, stack_letters
 from plate_ocr.training.synth_decor import jitter as _jitter
-from plate_ocr.training.synth_fonts import die_m, glyph_mask, plate_fonts
+from plate_ocr.training.synth_fonts import (
+    DIE_DEPTHS,
+    DIE_WIDTHS,
+    die_m,
+    die_w,
+    glyph_mask,
+    plate_fonts,
+)
 from plate_ocr.training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
 
 
@@ -86,6 +93,10 @@ def _background(rng: np.random.Generator, h: int, w: int, style: str, bg: Color)
     return img
 
 
+def _die_glyph(font: Path, char: str, depth: float, width: float) -> np.ndarray:
+    return die_m(font, depth, width) if char == "M" else die_w(font, depth, width)
+
+
 def render_flat(rng: np.random.Generator) -> FlatPlate:
     """Draw one front-on plate with its labelled serial and unlabelled distractors."""
     style, bg, ink = _palette(rng)
@@ -97,7 +108,8 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
 
     fonts, probs = plate_fonts()
     font: Path = fonts[int(rng.choice(len(fonts), p=probs))]
-    condense = float(rng.uniform(0.75, 1.2))
+    # New York's serials are tall and narrow.
+    condense = float(rng.uniform(0.7, 1.0) if ny else rng.uniform(0.75, 1.2))
     gap = float(rng.uniform(0.04, 0.14))
     if ny:  # NY puts its state outline between the groups
         brk = "emblem" if rng.random() < 0.75 else "dash"
@@ -110,12 +122,18 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
     stack_left = rng.random() < 0.6
 
     # Lay out in units of cap height, then pick the cap height that fits the plate width.
-    die = rng.random() < 0.5  # plate-die M (short V) instead of the face's own M
-    glyphs = [die_m(font) if c == "M" and die else glyph_mask(font, c) for c in plate_text.text]
+    # Plate-die M and W (short V) instead of the face's own: nearly always on New York plates.
+    die = rng.random() < (0.85 if ny else 0.4)
+    depth = float(DIE_DEPTHS[int(rng.integers(2 if ny else len(DIE_DEPTHS)))])
+    die_width = float(DIE_WIDTHS[int(rng.integers(len(DIE_WIDTHS)))])
+    glyphs = [
+        _die_glyph(font, c, depth, die_width) if die and c in "MW" else glyph_mask(font, c)
+        for c in plate_text.text
+    ]
     widths = [g.shape[1] / g.shape[0] * condense for g in glyphs]
     n_breaks = len(plate_text.groups) - 1
     units = sum(widths) + gap * (len(glyphs) - 1) + n_breaks * brk_w + (0.5 if stack else 0.0)
-    cap_frac = rng.uniform(0.42, 0.55) if ny else rng.uniform(0.42, 0.62)
+    cap_frac = rng.uniform(0.45, 0.62) if ny else rng.uniform(0.42, 0.62)
     cap = min(h * cap_frac, w * rng.uniform(0.8, 0.94) / units)
     total = units * cap
     x = float((w - total) / 2 + rng.uniform(-0.5, 0.5) * max(0.0, w * 0.94 - total) / 2)

@@ -107,3 +107,17 @@ def test_legibility_separates_ink_from_plate() -> None:
     img[ink] = 30
     assert legibility(img, ink) > 150
     assert legibility(img, np.zeros_like(ink)) == 0.0
+
+
+def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
+    from plate_ocr.training.synth_fonts import die_m, die_w, plate_fonts
+
+    font = plate_fonts()[0][0]
+    m = die_m(font, 0.3, 0.5)
+    h, w = m.shape
+    middle = m[:, w // 2 - 1 : w // 2 + 2].max(axis=1) > 0  # ink down the centre column
+    assert middle[: int(h * 0.25)].any() and not middle[int(h * 0.5) :].any()
+    assert m[:, 0].all() and m[:, -1].all()  # two full-height legs, no crossbar
+    assert abs(w / h - 0.5) < 0.05
+    assert np.array_equal(die_w(font, 0.3, 0.5), m[::-1])
+    assert die_m(font, 0.58, 0.5)[int(h * 0.55), w // 2] > 0  # a deeper V reaches lower
