@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -61,34 +62,25 @@ def test_synth_then_one_epoch(
     settings = json.loads((tmp_path / "runs" / "tiny" / "train_settings.json").read_text())
     assert settings[-1]["epochs"] == 1 and settings[-1]["hyp"]["fliplr"] == 0.0
     assert settings[-1]["credits"] == []
-    # A finished run asked to resume returns its weights without training again.
-    again = train.train(
+    tiny_train = functools.partial(
+        train.train,
         data=data,
         epochs=1,
         imgsz=64,
         batch=8,
         device="cpu",
         project=tmp_path / "runs",
-        name="tiny",
-        resume=True,
-        init_weights=None,
         workers=0,
     )
-    assert again.is_file()
+    # A finished run asked to resume returns its weights without training again.
+    assert tiny_train(name="tiny", resume=True, init_weights=None).is_file()
     # Fine-tuning starts from the init weights, not from a fresh model: at a negligible learning
     # rate the result keeps the bundled weights' convolutions.
     bundled = Path(__file__).resolve().parents[2] / "worker" / "models" / "plate_ocr_yolo11n.pt"
-    tuned = train.train(
-        data=data,
-        epochs=1,
-        imgsz=64,
-        batch=8,
-        device="cpu",
-        project=tmp_path / "runs",
+    tuned = tiny_train(
         name="tuned",
         resume=False,
         init_weights=bundled,
-        workers=0,
         hyp={"lr0": 1e-7, "warmup_bias_lr": 0.0},
     )
     before = YOLO(str(bundled)).model.state_dict()
