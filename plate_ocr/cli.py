@@ -83,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--naive", action="store_true", help="left-to-right sort only (no post-proc)")
-    p.add_argument("--json", dest="json_out", type=Path, default=None)
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        type=Path,
+        default=None,
+        help="also write the report, with every misread plate, as JSON",
+    )
     return parser
 
 

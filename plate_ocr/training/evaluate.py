@@ -113,6 +113,8 @@ class EvalReport:
     flagged: GroupScore = field(default_factory=GroupScore)
     unreadable: list[str] = field(default_factory=list)
     confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Every plate not read exactly, normalised (file, source, label, read): where to look next.
+    misreads: list[dict[str, str]] = field(default_factory=list)
     infer_s: float = 0.0
 
     @property
@@ -139,6 +141,7 @@ class EvalReport:
                 for (a, b), n in self.confusions.most_common(_TOP_CONFUSIONS)
             ],
             "latency": {"ms_per_plate": self.ms_per_plate, "plates_per_s": self.plates_per_s},
+            "misreads": sorted(self.misreads, key=lambda m: m["file"]),
         }
 
     def format_table(self) -> str:
@@ -296,6 +299,10 @@ def _score(report: EvalReport, row: LabelRow, read: str) -> None:
         groups.append(report.flagged)
     for group in groups:
         group.add(exact=label == text, edits=len(edits), label_chars=len(label))
+    if label != text:
+        report.misreads.append(
+            {"file": row.file.name, "source": row.source, "label": label, "read": text}
+        )
 
 
 def _repository(source: str) -> str:

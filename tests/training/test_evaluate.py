@@ -129,6 +129,11 @@ def test_report_renders_as_table_and_json(data_dir: Path) -> None:
     assert data["overall"]["cer"] == pytest.approx(8 / 26)
     assert data["by_source"]["repo2:c"]["edits"] == 7
     assert {"label": "B", "read": "8", "count": 1} in data["confusions"]
+    assert data["misreads"] == [
+        {"file": "2.jpg", "source": "repo2:c", "label": "XYZ789", "read": "XYZ78"},
+        {"file": "3.jpg", "source": "repo2:c", "label": "HELL01", "read": ""},
+        {"file": "4.jpg", "source": "repo3", "label": "B8", "read": "88"},
+    ]
 
 
 def test_limit_takes_the_first_rows(data_dir: Path) -> None:
