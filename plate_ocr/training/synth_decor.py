@@ -148,3 +148,54 @@ def frame(
         words = ("718-377-3700", "(914) 961-5400", "HONDA.NET", *DEALER_WORDS)
         decor_text(rng, out, words, (1, t - 1), jitter(rng, text_col, 20))
     return out, idx
+
+
+def side_graphic(rng: np.random.Generator, img: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """A many-coloured picture in the serial's row (box: x1, y1, x2, y2): a seal, a skyline, a
+    flag or a figure, as the specialty and state-art plates carry. Real detectors otherwise read
+    their curves and corners as stray characters ("3", "5", "S")."""
+    x1, y1, x2, y2 = box
+    gw, gh = x2 - x1, y2 - y1
+    if gw < 6 or gh < 6:
+        return
+    colors = [jitter(rng, (float(rng.uniform(0, 255)), 120, 150), 70) for _ in range(4)]
+    thick = max(1, min(gw, gh) // 12)
+    kind = rng.random()
+    if kind < 0.3:  # a seal: disc, rings, marks inside
+        c, r = ((x1 + x2) // 2, (y1 + y2) // 2), max(3, min(gw, gh) // 2 - 1)
+        cv2.circle(img, c, r, colors[0], -1)
+        cv2.circle(img, c, max(2, int(r * 0.8)), colors[1], thick)
+        for _ in range(int(rng.integers(3, 8))):
+            p = (
+                int(rng.uniform(c[0] - r / 2, c[0] + r / 2)),
+                int(rng.uniform(c[1] - r / 2, c[1] + r / 2)),
+            )
+            q = (p[0] + int(rng.uniform(-r / 2, r / 2)), p[1] + int(rng.uniform(-r / 2, r / 2)))
+            cv2.line(img, p, q, colors[2], thick)
+    elif kind < 0.55:  # a skyline or barn: blocks with pitched roofs
+        x = x1
+        while x < x2 - 2:
+            bw = int(rng.uniform(0.15, 0.4) * gw) + 2
+            top = int(rng.uniform(y1, y1 + gh * 0.6))
+            col = colors[int(rng.integers(4))]
+            cv2.rectangle(
+                img, (x, top), (min(x2, x + bw), y2), col, -1 if rng.random() < 0.6 else thick
+            )
+            roof = np.array(
+                [[x, top], [x + bw // 2, max(y1, top - bw // 2)], [x + bw, top]], np.int32
+            )
+            cv2.polylines(img, [roof], False, col, thick)
+            x += bw + int(rng.uniform(0, 0.1) * gw)
+    elif kind < 0.75:  # a flag or shield in quarters, some striped
+        mx = int(rng.uniform(x1 + gw / 3, x2 - gw / 3))
+        my = int(rng.uniform(y1 + gh / 3, y2 - gh / 3))
+        quarters = [(x1, y1, mx, my), (mx, y1, x2, my), (x1, my, mx, y2), (mx, my, x2, y2)]
+        for i, (a, b, right, d) in enumerate(quarters):
+            cv2.rectangle(img, (a, b), (right, d), colors[i], -1)
+            if rng.random() < 0.4:
+                for sy in range(b, d, max(2, thick * 3)):
+                    cv2.line(img, (a, sy), (right, sy), colors[(i + 1) % 4], 1)
+    else:  # a figure: a few thick curved strokes
+        for _ in range(int(rng.integers(2, 6))):
+            pts = np.stack([rng.uniform(x1, x2, 4), rng.uniform(y1, y2, 4)], 1).astype(np.int32)
+            cv2.polylines(img, [pts], False, colors[int(rng.integers(4))], thick * 2)

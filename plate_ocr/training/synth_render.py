@@ -13,7 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_decor import Color, decor_text, frame, separator, stack_letters
+from plate_ocr.training.synth_decor import (
+    Color,
+    decor_text,
+    frame,
+    separator,
+    side_graphic,
+    stack_letters,
+)
 from plate_ocr.training.synth_decor import jitter as _jitter
 from plate_ocr.training.synth_fonts import (
     DIE_DEPTHS,
@@ -134,9 +141,15 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
     n_breaks = len(plate_text.groups) - 1
     units = sum(widths) + gap * (len(glyphs) - 1) + n_breaks * brk_w + (0.5 if stack else 0.0)
     cap_frac = rng.uniform(0.45, 0.62) if ny else rng.uniform(0.42, 0.62)
-    cap = min(h * cap_frac, w * rng.uniform(0.8, 0.94) / units)
+    # Some plates carry a picture beside the serial (specialty and state-art plates).
+    picture = None if rng.random() >= 0.25 else ("left" if rng.random() < 0.6 else "right")
+    room = rng.uniform(0.62, 0.75) if picture else rng.uniform(0.8, 0.94)
+    cap = min(h * cap_frac, w * room / units)
     total = units * cap
-    x = float((w - total) / 2 + rng.uniform(-0.5, 0.5) * max(0.0, w * 0.94 - total) / 2)
+    if picture is None:
+        x = float((w - total) / 2 + rng.uniform(-0.5, 0.5) * max(0.0, w * 0.94 - total) / 2)
+    else:  # the serial leans away from the picture, which fills the space left on its side
+        x = float(w * 0.97 - total if picture == "left" else w * 0.03)
     yc = h * (rng.uniform(0.55, 0.62) if ny else rng.uniform(0.48, 0.58))
     y0 = int(np.clip(yc - cap / 2, 2, h - cap - 2))
     ch = max(4, round(cap))
@@ -169,6 +182,19 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
         sy = int(h * 0.04)
         if sy + sh < text_top:
             cv2.rectangle(img, (sx, sy), (sx + sw, sy + sh), _jitter(rng, (60, 160, 200), 80), -1)
+
+    if picture is not None:
+        gap_px = int(0.15 * cap)
+        gx1, gx2 = (
+            (int(w * 0.03), int(x) - gap_px)
+            if picture == "left"
+            else (
+                int(x + total) + gap_px,
+                int(w * 0.97),
+            )
+        )
+        pad = int(cap * rng.uniform(0.0, 0.3))
+        side_graphic(rng, img, (gx1, max(0, text_top - pad), gx2, min(h - 1, text_bottom + pad)))
 
     index_map = np.zeros((h, w), np.uint8)
     text_alpha = np.zeros((h, w), np.float32)

@@ -225,6 +225,11 @@ def main(
     p.add_argument(
         "--lr0", type=float, help="initial learning rate (default 0.001; lower to fine-tune)"
     )
+    p.add_argument(
+        "--close-mosaic",
+        type=int,
+        help="last epochs trained without mosaic (default 2; 0 keeps mosaic on throughout)",
+    )
     p.add_argument("--copy-to", type=Path, help="also copy the chosen weights here")
     args = p.parse_args(argv)
     weights = train(
@@ -242,7 +247,11 @@ def main(
         real_count=args.real_count,
         real_every=args.real_every,
         threads=args.threads,
-        hyp={"lr0": args.lr0} if args.lr0 is not None else None,
+        hyp={
+            k: v
+            for k, v in (("lr0", args.lr0), ("close_mosaic", args.close_mosaic))
+            if v is not None
+        },
     )
     if args.copy_to:
         shutil.copyfile(weights, args.copy_to)
