@@ -1,8 +1,9 @@
-"""System fonts for the generator and cached glyph masks.
+"""The generator's bundled fonts and cached glyph masks.
 
-Fonts come from the machine's Debian font packages at training time; none ship with the project.
-Glyphs are rasterised once per (font, character) at a large size and cropped to their ink, so a
-plate can resize them freely and its character boxes are the ink boxes exactly.
+Only the OFL fonts shipped beside this module (`fonts/`, licences included) are used, never the
+machine's own, so a seed gives the same plates on every machine. Glyphs are rasterised once per
+(font, character) at a large size and cropped to their ink, so a plate can resize them freely
+and its character boxes are the ink boxes exactly.
 """
 
 from __future__ import annotations
@@ -14,67 +15,58 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-_FONT_ROOT = Path("/usr/share/fonts")
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
 
-# Condensed bold sans faces close to the USA plate dies; the weight says how often each is used.
+# Condensed bold faces close to the USA plate dies; the weight says how often each is used.
+# Overpass is wide, so plates condense it (see render_flat); Big Shoulders is already narrow.
 _PLATE_FONTS: tuple[tuple[str, float], ...] = (
-    ("opentype/bebas-neue/BebasNeue-Bold.otf", 2.0),
-    ("opentype/bebas-neue/BebasNeue-Regular.otf", 1.5),
-    ("truetype/opendin/OSP-DIN.ttf", 2.0),
-    ("truetype/roboto/unhinted/RobotoCondensed-Bold.ttf", 1.5),
-    ("truetype/roboto/unhinted/RobotoCondensed-Medium.ttf", 1.5),
-    ("truetype/roboto/unhinted/RobotoCondensed-Regular.ttf", 1.0),
-    ("truetype/liberation/LiberationSansNarrow-Bold.ttf", 1.5),
-    ("truetype/liberation/LiberationSansNarrow-Regular.ttf", 1.0),
-    ("opentype/urw-base35/NimbusSansNarrow-Bold.otf", 1.5),
-    ("opentype/urw-base35/NimbusSansNarrow-Regular.otf", 1.0),
-    ("truetype/dejavu/DejaVuSansCondensed-Bold.ttf", 1.0),
-    ("truetype/dejavu/DejaVuSansCondensed.ttf", 0.5),
-    ("opentype/urw-base35/URWGothic-Demi.otf", 0.5),
+    ("big-shoulders/BigShouldersText-Bold.ttf", 2.0),
+    ("big-shoulders/BigShouldersText-ExtraBold.ttf", 1.5),
+    ("big-shoulders/BigShouldersText-SemiBold.ttf", 1.5),
+    ("big-shoulders/BigShouldersText-Medium.ttf", 0.5),
+    ("big-shoulders/BigShouldersDisplay-Bold.ttf", 1.0),
+    ("big-shoulders/BigShouldersDisplay-ExtraBold.ttf", 1.0),
+    ("overpass/Overpass-Bold.ttf", 1.5),
+    ("overpass/Overpass-ExtraBold.ttf", 1.0),
+    ("overpass/Overpass-SemiBold.ttf", 1.0),
 )
-# Faces for unlabelled decoration (state names, slogans, dealer frames): serif, script-ish, sans.
+# Faces for unlabelled decoration (state names, slogans, dealer frames).
 _DECOR_FONTS: tuple[str, ...] = (
-    "truetype/liberation/LiberationSerif-Bold.ttf",
-    "truetype/liberation/LiberationSerif-Regular.ttf",
-    "truetype/liberation/LiberationSerif-Italic.ttf",
-    "truetype/liberation/LiberationSans-Bold.ttf",
-    "opentype/urw-base35/C059-Bold.otf",
-    "opentype/urw-base35/P052-Roman.otf",
-    "opentype/urw-base35/Z003-MediumItalic.otf",
-    "opentype/urw-base35/NimbusSans-Bold.otf",
-    "truetype/roboto/unhinted/RobotoCondensed-Bold.ttf",
-    "truetype/dejavu/DejaVuSans-Bold.ttf",
+    "overpass/Overpass-Medium.ttf",
+    "overpass/Overpass-SemiBold.ttf",
+    "overpass/Overpass-Bold.ttf",
+    "overpass/Overpass-ExtraBold.ttf",
+    "big-shoulders/BigShouldersDisplay-Bold.ttf",
+    "big-shoulders/BigShouldersText-Medium.ttf",
 )
 
 _GLYPH_PX = 96  # rasterisation size; plates rarely need more after resizing
 
 
-def _existing(paths: list[str]) -> list[Path]:
-    return [p for p in (_FONT_ROOT / s for s in paths) if p.is_file()]
+def _bundled(rel: str) -> Path:
+    path = FONT_DIR / rel
+    if not path.is_file():
+        # A broken install, not a machine without fonts: the files ship with the package.
+        raise FileNotFoundError(f"bundled generator font missing: {path}")
+    return path
 
 
 @functools.cache
 def plate_fonts() -> tuple[tuple[Path, ...], np.ndarray]:
-    """Plate faces present on this machine and their sampling probabilities."""
-    found = [(_FONT_ROOT / p, w) for p, w in _PLATE_FONTS if (_FONT_ROOT / p).is_file()]
-    if not found:
-        raise RuntimeError(
-            f"no plate fonts under {_FONT_ROOT}: install fonts-bebas-neue, fonts-opendin, "
-            "fonts-roboto, fonts-liberation, fonts-urw-base35 or fonts-dejavu"
-        )
-    weights = np.array([w for _, w in found])
-    return tuple(p for p, _ in found), weights / weights.sum()
+    """The bundled plate faces and their sampling probabilities."""
+    weights = np.array([w for _, w in _PLATE_FONTS])
+    return tuple(_bundled(p) for p, _ in _PLATE_FONTS), weights / weights.sum()
 
 
 @functools.cache
 def decor_fonts() -> tuple[Path, ...]:
-    found = _existing(list(_DECOR_FONTS))
-    return tuple(found) if found else plate_fonts()[0]
+    return tuple(_bundled(p) for p in _DECOR_FONTS)
 
 
 @functools.cache
 def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(path), size)
+    # Basic layout: libraqm, where the machine has it, would shape decoration strings differently.
+    return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
 
 
 @functools.cache

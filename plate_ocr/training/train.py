@@ -53,9 +53,10 @@ def _offline() -> None:
     import ultralytics.utils.checks as checks
 
     def no_font_download(font: str = "Arial.ttf") -> Path | None:
-        # Arial only labels plots; Liberation Sans has the same metrics and is a system font.
-        local = Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
-        return local if local.is_file() else None
+        # Arial only labels plots: hand over a bundled face instead of fetching it.
+        from plate_ocr.training.synth_fonts import FONT_DIR
+
+        return FONT_DIR / "overpass" / "Overpass-Medium.ttf"
 
     data_utils.check_font = no_font_download  # type: ignore[attr-defined]
     checks.check_font = no_font_download

@@ -121,3 +121,32 @@ def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
     assert abs(w / h - 0.5) < 0.05
     assert np.array_equal(die_w(font, 0.3, 0.5), m[::-1])
     assert die_m(font, 0.58, 0.5)[int(h * 0.55), w // 2] > 0  # a deeper V reaches lower
+
+
+def test_generator_renders_only_with_its_bundled_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same seed must give the same data on any machine, so no system font may be opened.
+    from PIL import ImageFont
+
+    from plate_ocr.training import synth_fonts
+
+    opened: list[Path] = []
+    real = ImageFont.truetype
+
+    def spy(font: str, *args: object, **kwargs: object) -> ImageFont.FreeTypeFont:
+        opened.append(Path(font))
+        return real(font, *args, **kwargs)  # type: ignore[arg-type]
+
+    caches = (synth_fonts._font, synth_fonts.glyph_mask, synth_fonts.die_m, synth_fonts.die_w)
+    for cached in caches:
+        cached.cache_clear()
+    monkeypatch.setattr(ImageFont, "truetype", spy)
+    try:
+        for i in range(20):
+            render_plate(np.random.default_rng([3, i]))
+    finally:
+        for cached in caches:
+            cached.cache_clear()
+    assert opened
+    assert all(p.resolve().is_relative_to(synth_fonts.FONT_DIR) for p in opened), opened
+    for family in {p.resolve().parent for p in opened}:
+        assert "SIL Open Font License" in (family / "OFL.txt").read_text()
