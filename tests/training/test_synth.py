@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("cv2")
 
-from plate_ocr.training.synth import generate_dataset, main, render_plate
-from plate_ocr.training.synth_render import render_flat
-from plate_ocr.training.synth_text import CLASS_NAMES
+from training.synth import generate_dataset, main, render_plate
+from training.synth_render import render_flat
+from training.synth_text import CLASS_NAMES
 
 
 def _digest(root: Path) -> str:
@@ -97,7 +97,7 @@ def test_cli_writes_dataset(tmp_path: Path) -> None:
 
 
 def test_legibility_separates_ink_from_plate() -> None:
-    from plate_ocr.training.synth_augment import legibility
+    from training.synth_augment import legibility
 
     img = np.full((20, 40, 3), 220, np.uint8)
     ink = np.zeros((20, 40), bool)
@@ -110,7 +110,7 @@ def test_legibility_separates_ink_from_plate() -> None:
 
 
 def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
-    from plate_ocr.training.synth_fonts import die_m, die_w, plate_fonts
+    from training.synth_fonts import die_m, die_w, plate_fonts
 
     font = plate_fonts()[0][0]
     m = die_m(font, 0.3, 0.5)
@@ -127,7 +127,7 @@ def test_generator_renders_only_with_its_bundled_fonts(monkeypatch: pytest.Monke
     # The same seed must give the same data on any machine, so no system font may be opened.
     from PIL import ImageFont
 
-    from plate_ocr.training import synth_fonts
+    from training import synth_fonts
 
     opened: list[Path] = []
     real = ImageFont.truetype

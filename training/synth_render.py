@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_decor import (
+from training.synth_decor import (
     Color,
     decor_text,
     frame,
@@ -21,8 +21,8 @@ from plate_ocr.training.synth_decor import (
     side_graphic,
     stack_letters,
 )
-from plate_ocr.training.synth_decor import jitter as _jitter
-from plate_ocr.training.synth_fonts import (
+from training.synth_decor import jitter as _jitter
+from training.synth_fonts import (
     DIE_DEPTHS,
     DIE_WIDTHS,
     die_m,
@@ -30,7 +30,7 @@ from plate_ocr.training.synth_fonts import (
     glyph_mask,
     plate_fonts,
 )
-from plate_ocr.training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
+from training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
 
 
 @dataclass
