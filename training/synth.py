@@ -21,6 +21,7 @@ import numpy as np
 
 from training.synth_augment import camera
 from training.synth_render import render_flat
+from training.synth_states import PlateDesign
 from training.synth_text import CLASS_INDEX, CLASS_NAMES
 
 __all__ = ["add_supplement", "generate_dataset", "main", "render_plate", "write_data_yaml"]
@@ -28,12 +29,16 @@ __all__ = ["add_supplement", "generate_dataset", "main", "render_plate", "write_
 CharBox = tuple[str, float, float, float, float]
 
 
-def render_plate(rng: np.random.Generator) -> tuple[np.ndarray, str, list[CharBox]]:
+def render_plate(
+    rng: np.random.Generator, design: PlateDesign | None = None
+) -> tuple[np.ndarray, str, list[CharBox]]:
     """One synthetic crop: BGR uint8 image, its text, and (char, x1, y1, x2, y2) ink boxes.
 
     Boxes are in pixels, left to right in reading order; unlabelled decoration has no box.
+    `design` forces one state's plate (synth_states.DESIGNS); by default states are drawn by
+    how common they are on the road.
     """
-    flat = render_flat(rng)
+    flat = render_flat(rng, design)
     # Re-draw the camera (same plate) when effects stacked up to an unreadable serial; the
     # threshold is low, so hard-but-legible crops stay.
     for _ in range(4):

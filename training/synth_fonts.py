@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["FONT_DIR", "GLYPH_PX", "decor_fonts", "glyph_mask", "plate_fonts", "text_mask"]
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 
@@ -40,7 +41,7 @@ _DECOR_FONTS: tuple[str, ...] = (
     "big-shoulders/BigShouldersText-Medium.ttf",
 )
 
-_GLYPH_PX = 96  # rasterisation size; plates rarely need more after resizing
+GLYPH_PX = 96  # rasterisation size; plates rarely need more after resizing
 
 
 def _bundled(rel: str) -> Path:
@@ -72,7 +73,7 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 @functools.cache
 def glyph_mask(path: Path, char: str) -> np.ndarray:
     """The character's ink as a uint8 mask cropped tight (read-only, shared between plates)."""
-    font = _font(path, _GLYPH_PX)
+    font = _font(path, GLYPH_PX)
     left, top, right, bottom = font.getbbox(char)
     img = Image.new("L", (int(right - left) + 8, int(bottom - top) + 8), 0)
     ImageDraw.Draw(img).text((4 - left, 4 - top), char, fill=255, font=font)
@@ -94,40 +95,3 @@ def text_mask(path: Path, text: str, size: int) -> np.ndarray:
     if len(ys) == 0:
         return np.zeros((0, 0), np.uint8)
     return np.ascontiguousarray(arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
-
-
-# Depths (fraction of cap height the middle V reaches) and widths (of cap height) the die
-# letters are drawn at: New York's dies stop the V at about a third, others nearer the middle.
-DIE_DEPTHS: tuple[float, ...] = (0.3, 0.38, 0.46, 0.58)
-DIE_WIDTHS: tuple[float, ...] = (0.46, 0.54, 0.62)
-
-
-@functools.cache
-def die_m(path: Path, depth: float = 0.58, width: float = 0.62) -> np.ndarray:
-    """An "M" as the USA plate dies cut it: vertical legs and a V that stops at `depth` of the
-    cap height (New York: about a third), `width` cap heights wide.
-
-    Desktop faces run the V down to the baseline, which the detector then fails to match on
-    New York plates (it reads their M as H); this variant borrows the face's stem width.
-    """
-    stem = max(
-        3, round(glyph_mask(path, "I").shape[1] * _GLYPH_PX / glyph_mask(path, "I").shape[0])
-    )
-    h = _GLYPH_PX
-    w = max(stem * 3, round(h * width))
-    m = np.zeros((h, w), np.uint8)
-    m[:, :stem] = 255
-    m[:, w - stem :] = 255
-    vy = round(h * depth)
-    pts = [(stem // 2, 0), (w // 2, vy), (w - 1 - stem // 2, 0)]
-    cv2.polylines(m, [np.array(pts, np.int32)], False, 255, stem, cv2.LINE_AA)
-    m.setflags(write=False)
-    return m
-
-
-@functools.cache
-def die_w(path: Path, depth: float = 0.58, width: float = 0.62) -> np.ndarray:
-    """The die "W": the die "M" upside down (its V rises from the baseline)."""
-    w = np.ascontiguousarray(die_m(path, depth, width)[::-1])
-    w.setflags(write=False)
-    return w

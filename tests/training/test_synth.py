@@ -110,7 +110,8 @@ def test_legibility_separates_ink_from_plate() -> None:
 
 
 def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
-    from training.synth_fonts import die_m, die_w, plate_fonts
+    from training.synth_dies import die_m, die_w
+    from training.synth_fonts import plate_fonts
 
     font = plate_fonts()[0][0]
     m = die_m(font, 0.3, 0.5)
@@ -136,7 +137,7 @@ def test_generator_renders_only_with_its_bundled_fonts(monkeypatch: pytest.Monke
         opened.append(Path(font))
         return real(font, *args, **kwargs)  # type: ignore[arg-type]
 
-    caches = (synth_fonts._font, synth_fonts.glyph_mask, synth_fonts.die_m, synth_fonts.die_w)
+    caches = (synth_fonts._font, synth_fonts.glyph_mask)
     for cached in caches:
         cached.cache_clear()
     monkeypatch.setattr(ImageFont, "truetype", spy)
