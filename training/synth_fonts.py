@@ -85,13 +85,25 @@ def glyph_mask(path: Path, char: str) -> np.ndarray:
 
 
 def text_mask(path: Path, text: str, size: int) -> np.ndarray:
-    """A whole decoration string rendered as a tight uint8 mask (empty array if no ink)."""
-    font = _font(path, max(6, size))
+    """A whole decoration string rendered as a tight uint8 mask (empty array if no ink;
+    read-only). Sizes are rounded to steps of 8 px: callers resize the mask anyway, and the
+    few sizes left make the cache hit."""
+    return _text_mask(path, text, max(8, round(size / 8) * 8))
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_mask(path: Path, text: str, size: int) -> np.ndarray:
+    font = _font(path, size)
     left, top, right, bottom = font.getbbox(text)
     img = Image.new("L", (max(1, int(right - left) + 4), max(1, int(bottom - top) + 4)), 0)
     ImageDraw.Draw(img).text((2 - left, 2 - top), text, fill=255, font=font)
     arr = np.asarray(img)
     ys, xs = np.nonzero(arr > 40)
-    if len(ys) == 0:
-        return np.zeros((0, 0), np.uint8)
-    return np.ascontiguousarray(arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    out = (
+        np.zeros((0, 0), np.uint8)
+        if len(ys) == 0
+        else arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    )
+    out = np.ascontiguousarray(out)
+    out.setflags(write=False)
+    return out

@@ -2,7 +2,8 @@
 
 Facts come from `../shared/reference/US_PLATE_DESIGNS.md` (what each state's specimen plates look
 like) and the per-state serial formats of patrik-csak/license-plate-serial-generator (MIT,
-github.com/patrik-csak/license-plate-serial-generator @ c3b38a4): the formats and the letters a
+github.com/patrik-csak/license-plate-serial-generator @ c3b38a4, licence in
+LICENSE-us-plate-serials.txt beside this module): the formats and the letters a
 state skips are taken from it; its issued ranges (2019) are too narrow for plates on the road
 (California never forces replacement), so serials are drawn across the whole format instead.
 

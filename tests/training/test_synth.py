@@ -137,7 +137,7 @@ def test_generator_renders_only_with_its_bundled_fonts(monkeypatch: pytest.Monke
         opened.append(Path(font))
         return real(font, *args, **kwargs)  # type: ignore[arg-type]
 
-    caches = (synth_fonts._font, synth_fonts.glyph_mask)
+    caches = (synth_fonts._font, synth_fonts.glyph_mask, synth_fonts._text_mask)
     for cached in caches:
         cached.cache_clear()
     monkeypatch.setattr(ImageFont, "truetype", spy)
