@@ -75,7 +75,6 @@ class PlateDesign:
     stickers: tuple[str, ...] = ()  # tl, tr, bl, br
     cap: float = 0.43  # serial cap height as a fraction of plate height
     yc: float = 0.52  # vertical centre of the serial
-    picture: float = 0.0  # probability of a specialty picture beside the serial
     state: str = field(default="", compare=False)
 
     @property
