@@ -4,7 +4,7 @@
         [--shapes 256x256,128x256,160x320] [--threads 1] [--device cuda:0 --backends engine]
 
 For every input shape (HxW; the first is the reference, torch) the accuracy and CER of
-`plate_ocr.training.evaluate` on DIR/labels.csv; then, at the plate-shaped input, for every
+`training.evaluate` on DIR/labels.csv; then, at the plate-shaped input, for every
 backend the share of plates read with exactly torch's text, and the largest difference of a
 character's confidence and box among those. An evaluation set stays where it is: nothing
 is copied or trained on.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from plate_ocr.training.evaluate import evaluate, load_labels
+from training.evaluate import evaluate, load_labels
 from worker.image import decode_image, load_path
 
 __all__ = ["main"]

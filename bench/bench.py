@@ -3,7 +3,7 @@
     python bench/bench.py [--model PATH] [--device cpu|cuda:0] [--n N] [--json OUT] [--quick]
         [--backend torch|onnx|openvino|engine] [--redis-url redis://127.0.0.1:6379/9]
 
-One table, four sections, all on the same synthetic crops (`plate_ocr.training.synth`):
+One table, four sections, all on the same synthetic crops (`training.synth`):
 1. raw model: `PlateReader.read_arrays` in this process, plates/s per batch size;
 2. bookkeeping ceiling: submit_many -> BatchWorker(NullReader, burst) -> results stream, jobs/s;
 3. end to end: producer -> 1 and 2 worker processes with the real model -> results stream, at
@@ -40,7 +40,7 @@ from bench_queue import (
 )
 
 from plate_ocr.settings import Settings
-from plate_ocr.training.synth import render_plate
+from training.synth import render_plate
 
 __all__ = ["format_table", "main", "run_bench"]
 

@@ -157,7 +157,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(os.environ, count=args.count)
     if cmd == "eval":
-        from plate_ocr.training.evaluate import run_eval
+        from training.evaluate import run_eval
 
         settings = _settings(args, device=args.device, model_path=args.model)
         return run_eval(
@@ -173,7 +173,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _training_tool(command: str, argv: Sequence[str]) -> int:
-    from plate_ocr.training import synth, train
+    from training import synth, train
 
     run = synth.main if command == "synth" else train.main
     return run(argv, prog=f"plate-ocr {command}")

@@ -11,8 +11,8 @@ import pytest
 
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
-from plate_ocr.training.evaluate import align, evaluate, load_labels, normalise, run_eval
 from schemas.reading import ModelInfo
+from training.evaluate import align, evaluate, load_labels, normalise, run_eval
 from worker.postprocess import OcrResult
 
 # label, source, flag, what the fake reader answers (None: the image file is garbage)

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("cv2")
 
-from plate_ocr.training.synth import generate_dataset, main, render_plate
-from plate_ocr.training.synth_render import render_flat
-from plate_ocr.training.synth_text import CLASS_NAMES
+from training.synth import generate_dataset, main, render_plate
+from training.synth_render import render_flat
+from training.synth_text import CLASS_NAMES
 
 
 def _digest(root: Path) -> str:
@@ -97,7 +97,7 @@ def test_cli_writes_dataset(tmp_path: Path) -> None:
 
 
 def test_legibility_separates_ink_from_plate() -> None:
-    from plate_ocr.training.synth_augment import legibility
+    from training.synth_augment import legibility
 
     img = np.full((20, 40, 3), 220, np.uint8)
     ink = np.zeros((20, 40), bool)
@@ -110,7 +110,8 @@ def test_legibility_separates_ink_from_plate() -> None:
 
 
 def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
-    from plate_ocr.training.synth_fonts import die_m, die_w, plate_fonts
+    from training.synth_dies import die_m, die_w
+    from training.synth_fonts import plate_fonts
 
     font = plate_fonts()[0][0]
     m = die_m(font, 0.3, 0.5)
@@ -121,3 +122,32 @@ def test_die_letters_have_a_short_v_and_w_is_m_upside_down() -> None:
     assert abs(w / h - 0.5) < 0.05
     assert np.array_equal(die_w(font, 0.3, 0.5), m[::-1])
     assert die_m(font, 0.58, 0.5)[int(h * 0.55), w // 2] > 0  # a deeper V reaches lower
+
+
+def test_generator_renders_only_with_its_bundled_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same seed must give the same data on any machine, so no system font may be opened.
+    from PIL import ImageFont
+
+    from training import synth_fonts
+
+    opened: list[Path] = []
+    real = ImageFont.truetype
+
+    def spy(font: str, *args: object, **kwargs: object) -> ImageFont.FreeTypeFont:
+        opened.append(Path(font))
+        return real(font, *args, **kwargs)  # type: ignore[arg-type]
+
+    caches = (synth_fonts._font, synth_fonts.glyph_mask, synth_fonts._text_mask)
+    for cached in caches:
+        cached.cache_clear()
+    monkeypatch.setattr(ImageFont, "truetype", spy)
+    try:
+        for i in range(20):
+            render_plate(np.random.default_rng([3, i]))
+    finally:
+        for cached in caches:
+            cached.cache_clear()
+    assert opened
+    assert all(p.resolve().is_relative_to(synth_fonts.FONT_DIR) for p in opened), opened
+    for family in {p.resolve().parent for p in opened}:
+        assert "SIL Open Font License" in (family / "OFL.txt").read_text()

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("ultralytics")
 
-from plate_ocr.training import train
-from plate_ocr.training.real_eval import boxes_to_text, normalize
+from training import train
+from training.real_eval import boxes_to_text, normalize
 
 NAMES = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 

@@ -133,7 +133,7 @@ def test_bundled_model_reads_the_bundled_samples(bundled_model: Path) -> None:
     import csv
 
     from plate_ocr.demo import sample_dir
-    from plate_ocr.training.evaluate import align
+    from training.evaluate import align
 
     with (sample_dir() / "labels.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_fonts import decor_fonts, glyph_mask, plate_fonts, text_mask
-from plate_ocr.training.synth_text import DEALER_WORDS, SMALL_STACKS
+from training.synth_fonts import decor_fonts, glyph_mask, plate_fonts, text_mask
+from training.synth_text import DEALER_WORDS, SMALL_STACKS
 
 Color = tuple[float, float, float]
 

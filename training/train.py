@@ -1,6 +1,6 @@
 """Train the YOLO11n character detector (36 classes) on a generated dataset, offline and resumable.
 
-    YOLO_OFFLINE=1 python -m plate_ocr.training.train --data DATA.yaml --project RUNS --name NAME
+    YOLO_OFFLINE=1 python -m training.train --data DATA.yaml --project RUNS --name NAME
         [--epochs 12 --imgsz 256 --batch 32 --device cpu --workers 2] [--resume]
         [--init-weights worker/models/plate_chars.pt] [--real-dir /work/shared/data/real_us_dev]
 
@@ -53,9 +53,10 @@ def _offline() -> None:
     import ultralytics.utils.checks as checks
 
     def no_font_download(font: str = "Arial.ttf") -> Path | None:
-        # Arial only labels plots; Liberation Sans has the same metrics and is a system font.
-        local = Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
-        return local if local.is_file() else None
+        # Arial only labels plots: hand over a bundled face instead of fetching it.
+        from training.synth_fonts import FONT_DIR
+
+        return FONT_DIR / "overpass" / "Overpass-Medium.ttf"
 
     data_utils.check_font = no_font_download  # type: ignore[attr-defined]
     checks.check_font = no_font_download
@@ -156,7 +157,7 @@ def train(
 
     if not finished:
         if real_dir is not None:
-            from plate_ocr.training.real_eval import make_callback
+            from training.real_eval import make_callback
 
             model.add_callback(
                 "on_fit_epoch_end",
@@ -194,17 +195,13 @@ def train(
     raise RuntimeError(f"training produced no weights under {wdir}")
 
 
-def main(
-    argv: Sequence[str] | None = None, *, prog: str = "python -m plate_ocr.training.train"
-) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.train") -> int:
     p = argparse.ArgumentParser(
         prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--data", type=Path, required=True, help="data.yaml from plate_ocr.training.synth"
-    )
+    p.add_argument("--data", type=Path, required=True, help="data.yaml from training.synth")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)

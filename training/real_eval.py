@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from plate_ocr.training.evaluate import align, normalise
+from training.evaluate import align, normalise
 from worker.postprocess import order_characters
 
 

@@ -3,7 +3,7 @@
 Every plate is seeded by (seed, index), so a dataset is byte-identical for a seed whatever the
 number of worker processes. Usage:
 
-    python -m plate_ocr.training.synth OUT --count 20000 --seed 0 [--workers 2]
+    python -m training.synth OUT --count 20000 --seed 0 [--workers 2]
         [--supplement /work/shared/data/train_darkplate --supplement-repeat 4]
 """
 
@@ -19,21 +19,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_augment import camera
-from plate_ocr.training.synth_render import render_flat
-from plate_ocr.training.synth_text import CLASS_INDEX, CLASS_NAMES
+from training.synth_augment import camera
+from training.synth_render import render_flat
+from training.synth_states import PlateDesign
+from training.synth_text import CLASS_INDEX, CLASS_NAMES
 
 __all__ = ["add_supplement", "generate_dataset", "main", "render_plate", "write_data_yaml"]
 
 CharBox = tuple[str, float, float, float, float]
 
 
-def render_plate(rng: np.random.Generator) -> tuple[np.ndarray, str, list[CharBox]]:
+def render_plate(
+    rng: np.random.Generator, design: PlateDesign | None = None
+) -> tuple[np.ndarray, str, list[CharBox]]:
     """One synthetic crop: BGR uint8 image, its text, and (char, x1, y1, x2, y2) ink boxes.
 
     Boxes are in pixels, left to right in reading order; unlabelled decoration has no box.
+    `design` forces one state's plate (synth_states.DESIGNS); by default states are drawn by
+    how common they are on the road.
     """
-    flat = render_flat(rng)
+    flat = render_flat(rng, design)
     # Re-draw the camera (same plate) when effects stacked up to an unreadable serial; the
     # threshold is low, so hard-but-legible crops stay.
     for _ in range(4):
@@ -129,9 +134,7 @@ def add_supplement(out_dir: Path, src_dir: Path, *, repeat: int) -> int:
     return added
 
 
-def main(
-    argv: Sequence[str] | None = None, *, prog: str = "python -m plate_ocr.training.synth"
-) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.synth") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.add_argument("out", type=Path, help="dataset directory to create")
     p.add_argument("--count", type=int, required=True, help="synthetic plates to render")

@@ -169,8 +169,11 @@ class PlateText:
         return "".join(self.groups)
 
 
-def _letter(rng: np.random.Generator) -> str:
-    return str(LETTERS[int(rng.choice(len(LETTERS), p=_LETTER_WEIGHTS))])
+def _letter(rng: np.random.Generator, skip: str = "") -> str:
+    if not skip:
+        return str(LETTERS[int(rng.choice(len(LETTERS), p=_LETTER_WEIGHTS))])
+    p = np.where([c in skip for c in LETTERS], 0.0, _LETTER_WEIGHTS)
+    return str(LETTERS[int(rng.choice(len(LETTERS), p=p / p.sum()))])
 
 
 def _digit(rng: np.random.Generator) -> str:
@@ -187,23 +190,28 @@ def _vanity(rng: np.random.Generator) -> PlateText:
     return PlateText((chars,))
 
 
-def random_plate_text(rng: np.random.Generator, style: str = "any") -> PlateText:
-    """Draw a serial in a state-like format ("ny" style: New York's own formats)."""
-    if style == "ny":
-        pattern = _NY_FORMATS[int(rng.choice(len(_NY_FORMATS), p=_NY_P))][0]
-    else:
-        pattern = _FORMATS[int(rng.choice(len(_FORMATS), p=_FORMAT_P))][0]
+def random_plate_text(
+    rng: np.random.Generator, style: str = "any", *, pattern: str | None = None, skip: str = ""
+) -> PlateText:
+    """Draw a serial in a state-like format ("ny" style: New York's own formats), or in the
+    given pattern: L a letter (none of `skip`), N a digit, # a digit 1-9, "-" a group break,
+    anything else literal; "VANITY" draws a vanity plate."""
+    if pattern is None:
+        formats, p = (_NY_FORMATS, _NY_P) if style == "ny" else (_FORMATS, _FORMAT_P)
+        pattern = formats[int(rng.choice(len(formats), p=p))][0]
     if pattern == "VANITY":
         return _vanity(rng)
     groups: list[str] = []
     for part in pattern.split("-"):
         out = []
-        for p in part:
-            if p == "L":
-                out.append(_letter(rng))
-            elif p == "N":
+        for sym in part:
+            if sym == "L":
+                out.append(_letter(rng, skip))
+            elif sym == "N":
                 out.append(_digit(rng))
+            elif sym == "#":
+                out.append(str(int(rng.integers(1, 10))))
             else:
-                out.append(p)
+                out.append(sym)
         groups.append("".join(out))
     return PlateText(tuple(groups))

@@ -1,4 +1,4 @@
-"""Training tools: the synthetic USA plate generator and the YOLO11n training wrapper.
+"""Training tools: the synthetic USA plate generator, the YOLO11n training wrapper, evaluation.
 
 These modules belong to the model stack (OpenCV, ultralytics); the light core never imports them.
 """

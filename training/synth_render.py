@@ -7,37 +7,25 @@ Decoration never overlaps the serial's band, so a label never has to cover a dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_decor import (
+from training.synth_decor import (
     Color,
     decor_text,
     frame,
-    separator,
     side_graphic,
     stack_letters,
 )
-from plate_ocr.training.synth_decor import jitter as _jitter
-from plate_ocr.training.synth_fonts import (
-    DIE_DEPTHS,
-    DIE_WIDTHS,
-    die_m,
-    die_w,
-    glyph_mask,
-    plate_fonts,
-)
-from plate_ocr.training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
-
-
-@dataclass
-class FlatPlate:
-    image: np.ndarray  # float32 HxWx3 BGR in 0..255
-    index_map: np.ndarray  # uint8 HxW: 0 background, k = ink of serial character k-1
-    text: str
+from training.synth_decor import jitter as _jitter
+from training.synth_dies import DIE_DEPTHS, DIE_WIDTHS, die_m, die_w
+from training.synth_fonts import glyph_mask, plate_fonts
+from training.synth_serial import FlatPlate, SerialLayout, ink_serial, lay_serial
+from training.synth_state_plate import render_state
+from training.synth_states import PlateDesign, pick_design
+from training.synth_text import SLOGANS, STATE_NAMES, PlateText, random_plate_text
 
 
 def _palette(rng: np.random.Generator) -> tuple[str, Color, Color]:
@@ -104,8 +92,9 @@ def _die_glyph(font: Path, char: str, depth: float, width: float) -> np.ndarray:
     return die_m(font, depth, width) if char == "M" else die_w(font, depth, width)
 
 
-def render_flat(rng: np.random.Generator) -> FlatPlate:
-    """Draw one front-on plate with its labelled serial and unlabelled distractors."""
+def render_generic(rng: np.random.Generator) -> FlatPlate:
+    """A plate of no particular state: palettes, formats and decoration drawn freely, for the
+    states and specialty plates the state designs leave out."""
     style, bg, ink = _palette(rng)
     ny = style == "ny"
     plate_text: PlateText = random_plate_text(rng, "ny" if ny else "any")
@@ -196,46 +185,30 @@ def render_flat(rng: np.random.Generator) -> FlatPlate:
         pad = int(cap * rng.uniform(0.0, 0.3))
         side_graphic(rng, img, (gx1, max(0, text_top - pad), gx2, min(h - 1, text_bottom + pad)))
 
-    index_map = np.zeros((h, w), np.uint8)
-    text_alpha = np.zeros((h, w), np.float32)
-    stroke = int(rng.integers(-1, 2)) if ch > 40 else 0
-    k = 0
     if stack and stack_left:
         x = stack_letters(rng, img, x, text_top, ch, ink)
-    for gi, group in enumerate(plate_text.groups):
-        if gi > 0:
-            x = separator(rng, img, brk, x, text_top, ch, brk_w * cap, gap * cap, ink)
-        for _ in group:
-            g = glyphs[k]
-            gw = max(2, round(widths[k] * cap))
-            m = cv2.resize(g, (gw, ch), interpolation=cv2.INTER_AREA)
-            if stroke:
-                op = cv2.dilate if stroke > 0 else cv2.erode
-                m = op(m, np.ones((2, 2), np.uint8))
-            xi = round(x)
-            x1, x2 = max(0, xi), min(w, xi + gw)
-            sub = m[:, x1 - xi : x2 - xi]
-            np.maximum(
-                text_alpha[y0 : y0 + ch, x1:x2], sub / 255.0, out=text_alpha[y0 : y0 + ch, x1:x2]
-            )
-            region = index_map[y0 : y0 + ch, x1:x2]
-            region[sub > 110] = k + 1
-            x += gw + gap * cap
-            k += 1
+    layout = SerialLayout(glyphs, widths, widths, plate_text.groups, brk, brk_w, gap)
+    index_map, text_alpha, x = lay_serial(rng, img, layout, x=x, y0=y0, cap=cap, ink=ink)
     if stack and not stack_left:
         stack_letters(rng, img, x + 0.1 * cap, text_top, ch, ink)
-
-    a = text_alpha[..., None]
-    if rng.random() < 0.6:  # embossed dies: light rim on one side, shadow on the other
-        d = max(1, round(ch * rng.uniform(0.02, 0.05)))
-        lit = np.roll(text_alpha, (-d, -d), (0, 1))[..., None]
-        shade = np.roll(text_alpha, (d, d), (0, 1))[..., None]
-        img += np.clip(lit - a, 0, 1) * float(rng.uniform(20, 60))
-        img -= np.clip(shade - a, 0, 1) * float(rng.uniform(30, 90))
-    img = img * (1 - a) + np.array(ink, np.float32) * a
+    img = ink_serial(rng, img, text_alpha, ink, ch, emboss=rng.random() < 0.6)
     if rng.random() < 0.35:  # painted border line around the plate
         t = max(1, h // 40)
         cv2.rectangle(img, (t, t), (w - 1 - t, h - 1 - t), ink, t, cv2.LINE_AA)
     if rng.random() < 0.45:
         img, index_map = frame(rng, img, index_map)
     return FlatPlate(np.clip(img, 0, 255), index_map, plate_text.text)
+
+
+# Share of plates drawn by the free generic renderer rather than from a state design: the other
+# 30 states, specialty and vanity bases, and the variety the state designs alone would lack.
+GENERIC_SHARE = 0.25
+
+
+def render_flat(rng: np.random.Generator, design: PlateDesign | None = None) -> FlatPlate:
+    """Draw one front-on plate with its labelled serial and unlabelled distractors: a state's
+    standard plate (by how common it is on US roads), or, for GENERIC_SHARE of plates, a
+    generic one. `design` forces a state design."""
+    if design is None and rng.random() < GENERIC_SHARE:
+        return render_generic(rng)
+    return render_state(rng, design or pick_design(rng))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from plate_ocr.training.synth_render import FlatPlate
+from training.synth_serial import FlatPlate
 
 Box = tuple[int, float, float, float, float]  # character index, x1, y1, x2, y2 (pixels)
 
