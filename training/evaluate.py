@@ -25,6 +25,7 @@ from tqdm import tqdm
 from plate_ocr.errors import ConfigError, JobError
 from plate_ocr.settings import Settings
 from schemas.reading import ModelInfo
+from training.reliability import Reliability
 from worker.image import decode_image, load_path
 from worker.postprocess import OcrResult
 
@@ -116,6 +117,14 @@ class EvalReport:
     # Every plate not read exactly, normalised (file, source, label, read): where to look next.
     misreads: list[dict[str, str]] = field(default_factory=list)
     infer_s: float = 0.0
+    # One (plate confidence, read exactly right) pair per plate, for the reliability table.
+    confidences: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    reader: str = "detector"
+
+    @property
+    def reliability(self) -> Reliability:
+        return Reliability.of(self.confidences, self.correct)
 
     @property
     def ms_per_plate(self) -> float:
@@ -131,6 +140,7 @@ class EvalReport:
             "device": self.device,
             "imgsz": self.imgsz,
             "ordering": "naive" if self.naive else "rows+suppression",
+            "reader": self.reader,
             "overall": self.overall.to_dict(),
             "by_repository": {k: v.to_dict() for k, v in sorted(self.by_repository.items())},
             "by_source": {k: v.to_dict() for k, v in sorted(self.by_source.items())},
@@ -141,6 +151,7 @@ class EvalReport:
                 for (a, b), n in self.confusions.most_common(_TOP_CONFUSIONS)
             ],
             "latency": {"ms_per_plate": self.ms_per_plate, "plates_per_s": self.plates_per_s},
+            "reliability": self.reliability.to_dict(),
             "misreads": sorted(self.misreads, key=lambda m: m["file"]),
         }
 
@@ -148,7 +159,7 @@ class EvalReport:
         ordering = "seed (left to right only)" if self.naive else "rows + duplicate suppression"
         lines = [
             f"model {self.model.name} ({self.model.sha256[:12]}), {self.device}, "
-            f"imgsz {self.imgsz}, ordering: {ordering}",
+            f"imgsz {self.imgsz}, reader: {self.reader}, ordering: {ordering}",
             f"{'':48} {'plates':>7} {'exact':>7} {'accuracy':>9} {'CER':>7}",
             _table_line("overall", self.overall),
         ]
@@ -165,6 +176,8 @@ class EvalReport:
             f"top confusions (label→read): {misread or 'none'}",
             f"unreadable images: {len(self.unreadable)}",
             f"latency: {self.ms_per_plate:.1f} ms/plate, {self.plates_per_s:.1f} plates/s",
+            "plate confidence (reliability; calibrated on the real dev set):",
+            self.reliability.format_table(),
         ]
         return "\n".join(lines)
 
@@ -234,7 +247,13 @@ def evaluate(
 
     An image that cannot be loaded is scored as read empty and listed in `unreadable`.
     """
-    report = EvalReport(reader.model_info, reader.device, reader.imgsz, reader.naive)
+    report = EvalReport(
+        reader.model_info,
+        reader.device,
+        reader.imgsz,
+        reader.naive,
+        reader=getattr(reader, "reader", "detector"),
+    )
     with tqdm(total=len(rows), unit="plate", disable=not progress, file=sys.stderr) as bar:
         for batch in _batches(rows, batch_size):
             images, readable = [], []
@@ -247,12 +266,12 @@ def evaluate(
                     readable.append(row)
                 except JobError as e:
                     report.unreadable.append(f"{row.file.name}: {e.message}")
-                    _score(report, row, "")
+                    _score(report, row, "", 0.0)
             started = time.perf_counter()
             results = reader.read_arrays(images) if images else []
             report.infer_s += time.perf_counter() - started
             for row, result in zip(readable, results, strict=True):
-                _score(report, row, result.text)
+                _score(report, row, result.text, result.confidence)
             bar.update(len(batch))
     return report
 
@@ -286,8 +305,10 @@ def run_eval(
     return 0
 
 
-def _score(report: EvalReport, row: LabelRow, read: str) -> None:
+def _score(report: EvalReport, row: LabelRow, read: str, confidence: float) -> None:
     label, text = normalise(row.text), normalise(read)
+    report.confidences.append(confidence)
+    report.correct.append(label == text)
     edits = align(label, text)
     report.confusions.update(edits)
     groups = [

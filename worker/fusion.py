@@ -34,6 +34,7 @@ from worker.recogniser import LineRead, RecognisedChar
 
 __all__ = [
     "RECOGNISER_WEIGHT",
+    "ROW_HEIGHT_TOLERANCE",
     "FusedChar",
     "PlateLayout",
     "fuse_line",
@@ -46,6 +47,8 @@ RECOGNISER_WEIGHT: Final = 0.8
 MARGIN_X: Final = 0.15
 MARGIN_Y: Final = 0.12
 _GAP_COST: Final = 1.0
+# A weak box continues a row only if it is this close to the row's median character height.
+ROW_HEIGHT_TOLERANCE: Final = 0.3
 _MAX_OFFSET_COST: Final = 2.0  # further apart than two characters is simply "not the same one"
 _EPS: Final = 1e-4
 
@@ -72,18 +75,36 @@ class PlateLayout:
     lines: tuple[tuple[int, int, int, int], ...]  # one (x1, y1, x2, y2) per row
 
 
-def layout(found: Detections, shape: tuple[int, int], *, confidence: float) -> PlateLayout:
+def layout(
+    found: Detections,
+    shape: tuple[int, int],
+    *,
+    confidence: float,
+    extend_confidence: float | None = None,
+) -> PlateLayout:
     """Threshold and de-duplicate the boxes as the detector's own reading does, group them in
-    rows (top first), and bound each row's serial region within the crop."""
+    rows (top first), and bound each row's serial region within the crop.
+
+    With `extend_confidence`, weaker boxes (down to that score) that continue a row, at its
+    height and within a character's width of its ends, widen the region: the detector often
+    sees the first or last character of a serial (a taxi's T and C) but below the threshold.
+    """
     confident = np.flatnonzero(found.scores >= confidence)
     kept = confident[suppress_duplicates(found.xyxy[confident], found.scores[confident])]
     if not len(kept):
         return PlateLayout(rows=(), lines=())
+    weak = np.zeros(0, np.intp)
+    if extend_confidence is not None:
+        candidates = np.flatnonzero(found.scores >= extend_confidence)
+        survivors = candidates[
+            suppress_duplicates(found.xyxy[candidates], found.scores[candidates])
+        ]
+        weak = survivors[found.scores[survivors] < confidence]
     row_of = group_rows(found.xyxy[kept])
     height, width = shape
     rows, lines = [], []
     for row in range(int(row_of.max()) + 1):
-        members = kept[row_of == row]
+        members = _extend_row(found.xyxy, kept[row_of == row], weak)
         boxes = found.xyxy[members]
         members = members[np.argsort((boxes[:, 0] + boxes[:, 2]) / 2, kind="stable")]
         char_h = float(np.median(boxes[:, 3] - boxes[:, 1]))
@@ -96,6 +117,36 @@ def layout(found: Detections, shape: tuple[int, int], *, confidence: float) -> P
         rows.append(members)
         lines.append((x1, y1, x2, y2))
     return PlateLayout(rows=tuple(rows), lines=tuple(lines))
+
+
+def _extend_row(
+    xyxy: npt.NDArray[np.float64], members: npt.NDArray[np.intp], weak: npt.NDArray[np.intp]
+) -> npt.NDArray[np.intp]:
+    """`members` plus the weak boxes that continue the row outwards, one at a time."""
+    members = members.copy()
+    heights = xyxy[members, 3] - xyxy[members, 1]
+    char_h = float(np.median(heights))
+    char_w = float(np.median(xyxy[members, 2] - xyxy[members, 0]))
+    top, bottom = float(np.median(xyxy[members, 1])), float(np.median(xyxy[members, 3]))
+    left = weak.copy()
+    while len(left):
+        lo, hi = xyxy[members, 0].min(), xyxy[members, 2].max()
+        box = xyxy[left]
+        centre_y = (box[:, 1] + box[:, 3]) / 2
+        height = box[:, 3] - box[:, 1]
+        gap = np.maximum(lo - box[:, 2], box[:, 0] - hi)
+        fits = (
+            (centre_y > top)
+            & (centre_y < bottom)
+            & (np.abs(height / char_h - 1.0) <= ROW_HEIGHT_TOLERANCE)
+            & (gap <= char_w)
+            & (gap > -char_w / 2)  # outside the row, not on top of one of its characters
+        )
+        if not fits.any():
+            break
+        members = np.append(members, left[fits])
+        left = left[~fits]
+    return members
 
 
 def fuse_line(

@@ -12,13 +12,16 @@ Why more than a left-to-right sort (the seed's `naive_order`):
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
 from schemas.reading import CharacterReading
+
+if TYPE_CHECKING:
+    from worker.calibration import PlateFeatures
 
 __all__ = [
     "CONTAINMENT_THRESHOLD",
@@ -49,14 +52,19 @@ IntArray = npt.NDArray[np.intp]
 class OcrResult:
     """One plate's reading. Field for field what `PlateReading` carries about the text.
 
-    `confidence` is the lowest character confidence (0.0 when nothing was read); `rows` is 0
-    when nothing was read, else 1 or 2; `characters` are in reading order.
+    `confidence` is the plate confidence: here the lowest character confidence (0.0 when
+    nothing was read); the reading steps (worker.two_stage) replace it with a calibrated one.
+    `rows` is 0 when nothing was read, else 1 or 2; `characters` are in reading order.
+    `candidates` are the top plate strings with their probabilities, best first; `features`
+    what the calibration saw (for fitting it; not part of the published reading).
     """
 
     text: str
     confidence: float
     characters: tuple[CharacterReading, ...]
     rows: int
+    candidates: tuple[tuple[str, float], ...] = ()
+    features: "PlateFeatures | None" = None
 
 
 def order_characters(

@@ -1,0 +1,56 @@
+"""Plate-confidence calibration: the logistic fit and the shipped coefficients."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plate_ocr.errors import ModelError
+from worker.calibration import FEATURES, Calibration, PlateFeatures, fit_logistic
+
+
+def test_the_fit_recovers_known_coefficients() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 2))
+    p = 1 / (1 + np.exp(-(0.5 + 2.0 * x[:, 0] - 1.0 * x[:, 1])))
+    y = rng.random(4000) < p
+    weights, intercept = fit_logistic(x.tolist(), y.tolist(), l2=0.0)
+    assert weights == pytest.approx((2.0, -1.0), abs=0.15)
+    assert intercept == pytest.approx(0.5, abs=0.15)
+
+
+def _features(**kw: object) -> PlateFeatures:
+    base: dict[str, object] = dict(
+        posterior=0.9, min_char=0.8, agreement=1.0, format=True, length=7
+    )
+    base.update(kw)
+    return PlateFeatures(**base)  # type: ignore[arg-type]
+
+
+def test_the_shipped_calibration_covers_both_readers_and_is_monotone() -> None:
+    calibration = Calibration.load()
+    assert set(calibration.models) == {"fused", "detector"}
+    for reader in ("fused", "detector"):
+        low = calibration.probability(reader, _features(min_char=0.3, posterior=0.4))
+        high = calibration.probability(reader, _features(min_char=0.99, posterior=0.99))
+        assert 0.0 < low < high < 1.0
+
+
+def test_an_empty_reading_has_zero_confidence() -> None:
+    assert Calibration.load().probability("fused", _features(length=0)) == 0.0
+
+
+def test_a_reader_without_coefficients_keeps_its_raw_score(tmp_path: Path) -> None:
+    assert Calibration(models={}).probability("fused", _features(min_char=0.42)) == 0.42
+
+
+def test_a_malformed_file_is_a_model_error(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"readers": {"fused": {"weights": [1.0]}}}))
+    with pytest.raises(ModelError, match="malformed"):
+        Calibration.load(path)
+    path.write_text(json.dumps({"readers": {"fused": {"weights": [1.0], "intercept": 0}}}))
+    with pytest.raises(ModelError, match="has 1 weights"):
+        Calibration.load(path)
+    assert len(FEATURES) != 1

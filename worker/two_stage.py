@@ -1,0 +1,176 @@
+"""The reading steps after the detector: `detector` (its boxes alone) or `fused` (two stages).
+
+    detector  the detector's boxes, ordered in rows (worker.postprocess), as the seed read them
+    fused     the detector locates each row's serial, PP-OCR's line recogniser reads it, the two
+              are fused per character (worker.fusion) and decoded with a format prior
+
+Both give top-N candidates and a calibrated plate confidence (worker.calibration). Fused
+characters keep the detector's box where it saw the character; a character only the recogniser
+saw gets a box where the recogniser placed it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from plate_ocr.constants import CLASS_NAMES
+from schemas.reading import CharacterReading
+from worker.calibration import Calibration, PlateFeatures
+from worker.decoding import PRIOR_WEIGHT, Decoded, decode
+from worker.detections import Detections
+from worker.fusion import FusedChar, fuse_line, layout
+from worker.plate_formats import matches_format
+from worker.postprocess import OcrResult, naive_order, order_characters
+from worker.recogniser import LineRecogniser
+
+__all__ = ["EXTEND_CONFIDENCE", "READERS", "ReaderKind", "ReadingSteps"]
+
+ReaderKind = Literal["fused", "detector"]
+READERS: Final[tuple[ReaderKind, ...]] = ("fused", "detector")
+# Weak boxes down to this score may widen a row's serial region (worker.fusion.layout): on the
+# dev set 0.05 read 91.3% exactly, 0.10 91.0%, none 90.3%.
+EXTEND_CONFIDENCE: Final = 0.05
+TOP_N: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _DetectorChar:
+    probs: npt.NDArray[np.float64]
+    presence: float
+    source: str = "both"
+
+
+class ReadingSteps:
+    """Turns each crop's `Detections` into one `OcrResult`, the way `reader` says."""
+
+    def __init__(
+        self,
+        reader: ReaderKind,
+        *,
+        recogniser: LineRecogniser | None = None,
+        calibration: Calibration | None = None,
+        naive: bool = False,
+    ) -> None:
+        if reader == "fused" and recogniser is None:
+            raise ValueError("the fused reader needs a recogniser")
+        self.reader = reader
+        self.recogniser = recogniser
+        self.calibration = calibration if calibration is not None else Calibration(models={})
+        self.naive = naive
+
+    @property
+    def detector_confidence_floor(self) -> float | None:
+        """The lowest box score these steps use, for the detector's NMS (None: the threshold)."""
+        return EXTEND_CONFIDENCE if self.reader == "fused" else None
+
+    def read(
+        self,
+        crops: Sequence[npt.NDArray[np.uint8]],
+        found: Sequence[Detections],
+        *,
+        confidence: float,
+    ) -> list[OcrResult]:
+        if self.reader == "detector" or self.naive:
+            return [self._detector_reading(f, confidence) for f in found]
+        return self._fused_readings(crops, found, confidence)
+
+    def _detector_reading(self, found: Detections, confidence: float) -> OcrResult:
+        order = naive_order if self.naive else order_characters
+        ordered = order(found.xyxy, found.scores, found.classes, confidence=confidence)
+        if self.naive or not ordered.characters:
+            return ordered
+        kept = _kept_indices(found, ordered)
+        chars = [
+            _DetectorChar(probs=_normalised(found.class_scores[i]), presence=float(found.scores[i]))
+            for i in kept
+        ]
+        # No format prior here: the detector's own text stays its reading (the seed's API).
+        decoded = decode(chars, top_n=TOP_N, prior_weight=0.0)
+        features = PlateFeatures(
+            posterior=decoded.posterior,
+            min_char=ordered.confidence,
+            agreement=1.0,
+            format=matches_format(ordered.text),
+            length=len(ordered.text),
+        )
+        return OcrResult(
+            text=ordered.text,
+            confidence=self.calibration.probability("detector", features),
+            characters=ordered.characters,
+            rows=ordered.rows,
+            candidates=decoded.candidates,
+            features=features,
+        )
+
+    def _fused_readings(
+        self,
+        crops: Sequence[npt.NDArray[np.uint8]],
+        found: Sequence[Detections],
+        confidence: float,
+    ) -> list[OcrResult]:
+        assert self.recogniser is not None
+        layouts = [
+            layout(f, crop.shape[:2], confidence=confidence, extend_confidence=EXTEND_CONFIDENCE)
+            for f, crop in zip(found, crops, strict=True)
+        ]
+        lines = [(crop, box) for crop, lay in zip(crops, layouts, strict=True) for box in lay.lines]
+        reads = iter(self.recogniser.read_batch(lines))
+        results = []
+        for f, lay in zip(found, layouts, strict=True):
+            chars: list[FusedChar] = []
+            for row, members in enumerate(lay.rows):
+                chars += fuse_line(f, members, next(reads), row=row)
+            results.append(self._fused_result(chars))
+        return results
+
+    def _fused_result(self, chars: Sequence[FusedChar]) -> OcrResult:
+        decoded = decode(chars, top_n=TOP_N, prior_weight=PRIOR_WEIGHT)
+        characters = _characters(chars, decoded)
+        if not characters:
+            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
+        both = [c for c, pick in zip(chars, decoded.picks, strict=True) if pick >= 0]
+        features = PlateFeatures(
+            posterior=decoded.posterior,
+            min_char=min(c.confidence for c in characters),
+            agreement=sum(c.agree for c in both) / len(both),
+            format=matches_format(decoded.text),
+            length=len(decoded.text),
+        )
+        return OcrResult(
+            text=decoded.text,
+            confidence=self.calibration.probability("fused", features),
+            characters=characters,
+            rows=max(c.row for c in characters) + 1,
+            candidates=decoded.candidates,
+            features=features,
+        )
+
+
+def _characters(chars: Sequence[FusedChar], decoded: Decoded) -> tuple[CharacterReading, ...]:
+    out = []
+    for char, pick in zip(chars, decoded.picks, strict=True):
+        if pick < 0:
+            continue
+        p = float(char.probs[pick]) * (1.0 if char.source == "both" else char.presence)
+        out.append(
+            CharacterReading(
+                char=CLASS_NAMES[pick],
+                confidence=min(max(p, 0.0), 1.0),
+                box=char.box,
+                row=char.row,
+            )
+        )
+    return tuple(out)
+
+
+def _kept_indices(found: Detections, ordered: OcrResult) -> list[int]:
+    """The detection index behind each ordered character (matched by its box)."""
+    index = {tuple(float(v) for v in box): i for i, box in enumerate(found.xyxy)}
+    return [index[c.box] for c in ordered.characters]
+
+
+def _normalised(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return scores / max(float(scores.sum()), 1e-12)
