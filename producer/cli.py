@@ -94,6 +94,9 @@ def run_enqueue(
             total=len(images), unit="img", file=sys.stderr, disable=None if show_bar else True
         ) as bar,
     ):
+        # A Redis that never answered is a wrong URL or a server that is not up: say so at once,
+        # rather than ride it out as an outage (what the retries below do once it has answered).
+        producer.ping()
         for start in range(0, len(images), _CHUNK):
             chunk = images[start : start + _CHUNK]
             items = [p.resolve().as_uri() for p in chunk] if by_reference else chunk

@@ -1,3 +1,7 @@
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -7,6 +11,7 @@ import rq
 from rq.serializers import JSONSerializer
 
 from plate_ocr.cli import main
+from plate_ocr.connection import redacted_url
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from producer import ImageNotFound
@@ -151,3 +156,32 @@ def test_enqueue_by_reference_refuses_a_file_outside_the_allowed_roots(
             run_enqueue(limited, images, camera_id=None, by_reference=True, quiet=True)
         assert refused.value.code == ErrorCode.PATH_NOT_ALLOWED
     assert plate_jobs(redis_client, settings) == []
+
+
+def test_enqueue_against_a_redis_that_never_answered_fails_at_once_in_one_line(
+    crops: Path,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "plate_ocr.cli", "--redis-url", url, "enqueue", str(crops)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took_s = time.monotonic() - t0
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("plate-ocr: error: cannot reach Redis at redis://:***@127.0.0.1:")
+    assert "hunter2" not in done.stderr
+    assert took_s < 10  # one connect attempt (and the interpreter starting), not 28 s of retries
+
+
+def test_redacted_url_hides_only_the_password() -> None:
+    assert redacted_url("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
+    assert redacted_url("rediss://:pw@h/0") == "rediss://:***@h/0"
+    assert redacted_url("redis://h:6379/0") == "redis://h:6379/0"
