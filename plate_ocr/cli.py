@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from plate_ocr.errors import PlateOcrError
+from plate_ocr.errors import ConfigError, PlateOcrError
 from plate_ocr.settings import Settings
 
 __all__ = ["WORKER_EXTRA", "build_parser", "main"]
@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="write the JSON Schema of the job and the reading")
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="only this model's schema, e.g. PlateReading (default: the whole contract, one "
+        "document with a top-level oneOf)",
+    )
 
     p = sub.add_parser("demo", help="embedded Redis + CPU worker + bundled samples, end to end")
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
@@ -153,9 +160,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             count=args.count,
         )
     if cmd == "schema":
-        from schemas import json_schemas
+        from schemas.json_schema import CONTRACT_MODELS, json_schema, json_schemas
 
-        text = json.dumps(json_schemas(), indent=2)
+        models = {model.__name__: model for model, _ in CONTRACT_MODELS}
+        if args.model is not None and args.model not in models:
+            raise ConfigError(f"--model {args.model!r} is none of {', '.join(models)}")
+        document = json_schemas() if args.model is None else json_schema(models[args.model])
+        text = json.dumps(document, indent=2)
         if args.out is None:
             print(text)
         else:

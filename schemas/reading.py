@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from schemas.codes import ErrorCode
-from schemas.version import SCHEMA_VERSION
+from schemas.version import SCHEMA_VERSION, SCHEMA_VERSION_PATTERN
 
 __all__ = [
     "CharacterReading",
@@ -33,7 +34,7 @@ class _Frozen(BaseModel):
 
 
 class CharacterReading(_Frozen):
-    char: str = Field(min_length=1, max_length=1)
+    char: str = Field(pattern=r"^[0-9A-Z]$", description="one of the 36 classes, 0-9 then A-Z")
     confidence: float = Field(ge=0.0, le=1.0)
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in crop pixels")
     row: int = Field(ge=0, description="0 for the top (or only) row, 1 for the bottom row")
@@ -56,6 +57,13 @@ class ReadingError(_Frozen):
     message: str = Field(max_length=2000)
 
 
+def _error_iff_status_error_schema(schema: JsonDict) -> None:
+    # PlateReading._error_iff_status_error, said in JSON Schema for consumers in other languages.
+    schema["if"] = {"properties": {"status": {"const": "error"}}, "required": ["status"]}
+    schema["then"] = {"required": ["error"], "properties": {"error": {"type": "object"}}}
+    schema["else"] = {"properties": {"error": {"type": "null"}}}
+
+
 class PlateReading(_Frozen):
     """What the worker read from one crop (or why it could not).
 
@@ -63,6 +71,8 @@ class PlateReading(_Frozen):
     is only as right as its least certain character; 0.0 when nothing was read.
     `rows` is 1 or 2 for a plate with characters and 0 when nothing was read.
     """
+
+    model_config = ConfigDict(json_schema_extra=_error_iff_status_error_schema)
 
     job_id: str
     reading_id: str
@@ -79,7 +89,7 @@ class PlateReading(_Frozen):
     timings: Timings
     error: ReadingError | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=SCHEMA_VERSION_PATTERN)
 
     @model_validator(mode="after")
     def _error_iff_status_error(self) -> Self:

@@ -36,8 +36,8 @@ def test_devices_must_be_gpu_indices(capsys: pytest.CaptureFixture[str]) -> None
 def test_schema_writes_both_json_schemas(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schemas = json.loads(capsys.readouterr().out)
-    assert set(schemas) == {"PlateJob", "PlateReading"}
-    assert "reading_id" in schemas["PlateReading"]["properties"]
+    assert {"PlateJob", "PlateReading"} <= set(schemas["$defs"])
+    assert "reading_id" in schemas["$defs"]["PlateReading"]["properties"]
 
 
 def test_help_does_not_load_the_model_stack() -> None:
