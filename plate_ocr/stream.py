@@ -3,7 +3,7 @@
 The worker publishes each reading with `XADD <results_stream> MAXLEN ~ N * <stream_fields(r)>`;
 every reader decodes entries with `parse_entry`. The `reading` field is the whole truth; the other
 fields copy a few of its values so that `XRANGE`/`redis-cli` users and other languages can filter
-without parsing JSON.
+without parsing JSON (a field whose value is null in the JSON is absent, never "").
 
 Reading without a group is a broadcast (`XREAD`): each reader sees every reading, and nothing is
 remembered between runs. Reading in a consumer group (`XREADGROUP`) splits the readings among the
@@ -59,15 +59,26 @@ class MalformedEntry(PlateOcrError):
 
 
 def stream_fields(reading: PlateReading) -> dict[str, str]:
-    """The fields of the stream entry that publishes `reading`. The one place this layout lives."""
-    return {
+    """The fields of the stream entry that publishes `reading`. The one place this layout lives.
+
+    Flat copies for filtering without JSON: `job_id`, `reading_id`, `status`, `text` (empty when
+    nothing was read) and `confidence` always; `error_code` and `camera_id` only when the
+    reading has one. A value that is null in the JSON is left out rather than written as "", so
+    that an empty string always means an empty string. Numbers are written as the JSON has them.
+    """
+    fields = {
         "reading": reading.model_dump_json(),
         "job_id": reading.job_id,
         "reading_id": reading.reading_id,
         "status": reading.status,
         "text": reading.text,
-        "camera_id": reading.camera_id or "",
+        "confidence": repr(reading.confidence),
     }
+    if reading.error is not None:
+        fields["error_code"] = reading.error.code.value
+    if reading.camera_id is not None:
+        fields["camera_id"] = reading.camera_id
+    return fields
 
 
 def parse_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> PlateReading:

@@ -2,15 +2,17 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from schemas.codes import ErrorCode
 from schemas.version import SCHEMA_VERSION, SCHEMA_VERSION_PATTERN
 
 __all__ = [
+    "CONFIDENCE_DECIMALS",
+    "MS_DECIMALS",
     "CharacterReading",
     "ModelInfo",
     "PlateReading",
@@ -29,13 +31,24 @@ def reading_id_for(job_id: str, model_sha256: str) -> str:
     return str(uuid.uuid5(_READING_NAMESPACE, f"{job_id}:{model_sha256}"))
 
 
+# Precision kept on the wire: a model's scores mean nothing past 4 decimals, nor clock readings
+# past a microsecond; rounding when the model is built keeps JSON short and round trips exact.
+CONFIDENCE_DECIMALS = 4
+MS_DECIMALS = 3
+
+Confidence = Annotated[
+    float, Field(ge=0.0, le=1.0), AfterValidator(lambda v: round(v, CONFIDENCE_DECIMALS))
+]
+Milliseconds = Annotated[float, Field(ge=0.0), AfterValidator(lambda v: round(v, MS_DECIMALS))]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CharacterReading(_Frozen):
     char: str = Field(pattern=r"^[0-9A-Z]$", description="one of the 36 classes, 0-9 then A-Z")
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: Confidence
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in crop pixels")
     row: int = Field(ge=0, description="0 for the top (or only) row, 1 for the bottom row")
 
@@ -46,10 +59,10 @@ class ModelInfo(_Frozen):
 
 
 class Timings(_Frozen):
-    queue_wait_ms: float = Field(ge=0.0, description="enqueued_at to the worker taking the job")
-    decode_ms: float = Field(ge=0.0)
-    infer_ms: float = Field(ge=0.0, description="this job's share of its batch's model time")
-    total_ms: float = Field(ge=0.0, description="enqueued_at to the reading being built")
+    queue_wait_ms: Milliseconds = Field(description="enqueued_at to the worker taking the job")
+    decode_ms: Milliseconds
+    infer_ms: Milliseconds = Field(description="this job's share of its batch's model time")
+    total_ms: Milliseconds = Field(description="enqueued_at to the reading being built")
 
 
 class ReadingError(_Frozen):
@@ -78,7 +91,7 @@ class PlateReading(_Frozen):
     reading_id: str
     status: Literal["ok", "error"]
     text: str = ""
-    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    confidence: Confidence = 0.0
     characters: tuple[CharacterReading, ...] = ()
     rows: int = Field(default=0, ge=0, le=2)
     model: ModelInfo
