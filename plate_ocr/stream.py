@@ -12,7 +12,8 @@ the caller asks `follow()` for the next reading, i.e. after the caller has handl
 that crashes mid-handling leaves that entry pending, and on restart under the same consumer name
 it is delivered again before anything new. That is at-least-once delivery, so handlers should
 deduplicate on `reading_id` (stable across retries of the same job). A consumer takes up to 100
-entries per read, so one that dies may leave that many pending. So that they are not stranded
+entries per read (never more than the `count` it was asked for, so `tail --count N` leaves
+nothing pending), so one that dies may leave that many pending. So that they are not stranded
 when its name never comes back, every consumer of the group also takes over (XAUTOCLAIM) entries
 left unacknowledged for `settings.stream_claim_idle_ms`; set it above the longest time a live
 consumer may hold a batch, or a slow consumer's readings are handled twice.
@@ -148,7 +149,9 @@ class ReadingStream:
         else:
             self._ensure_group(group, from_start)
             name = consumer or default_consumer_name()
-            entries = self._group_entries(group, name, from_start, block_ms, idle_timeout_s)
+            entries = self._group_entries(
+                group, name, from_start, block_ms, idle_timeout_s, limit=count
+            )
         return self._deliver(entries, group, count)
 
     def _deliver(
@@ -191,12 +194,21 @@ class ReadingStream:
         from_start: bool,
         block_ms: int,
         idle_timeout_s: float | None,
+        *,
+        limit: int | None = None,
     ) -> Iterator[Entry]:
+        taken = 0
+
+        def wanted() -> int:
+            # Never take from the group more than will be handed out: what a consumer takes and
+            # never hands out stays pending under its name until someone claims it.
+            return _READ_COUNT if limit is None else max(1, min(_READ_COUNT, limit - taken))
+
         def read(cursor: bytes, wait_ms: int | None) -> list[Entry]:
             try:
                 reply = self._call(
                     lambda: self._redis.xreadgroup(
-                        group, consumer, {self.name: cursor}, count=_READ_COUNT, block=wait_ms
+                        group, consumer, {self.name: cursor}, count=wanted(), block=wait_ms
                     ),
                     "XREADGROUP",
                 )
@@ -215,11 +227,18 @@ class ReadingStream:
         while pending := read(cursor, None):
             for entry_id, fields in pending:
                 cursor = entry_id
+                taken += 1
                 yield entry_id, fields
-        claim = self._claimer(group, consumer)
-        yield from _poll(lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s)
+        claim = self._claimer(group, consumer, wanted)
+        for entry in _poll(
+            lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s
+        ):
+            taken += 1
+            yield entry
 
-    def _claimer(self, group: str, consumer: str) -> Callable[[], list[Entry]]:
+    def _claimer(
+        self, group: str, consumer: str, wanted: Callable[[], int]
+    ) -> Callable[[], list[Entry]]:
         """Takes over entries other consumers of `group` have left pending too long.
 
         Scans the pending list at most twice per claim interval: a live consumer's entries are
@@ -234,7 +253,7 @@ class ReadingStream:
                 return []
             reply = self._call(
                 lambda: self._redis.xautoclaim(
-                    self.name, group, consumer, self._claim_idle_ms, cursor, count=_READ_COUNT
+                    self.name, group, consumer, self._claim_idle_ms, cursor, count=wanted()
                 ),
                 "XAUTOCLAIM",
             )

@@ -296,6 +296,33 @@ def test_run_tail_in_a_group_acknowledges_what_it_printed(
 
 
 @pytest.mark.redis
+def test_tail_in_a_group_with_a_count_takes_only_what_it_prints(
+    settings: Settings,
+    redis_client: redis.Redis,
+    publish: Publish,
+    make_reading: MakeReading,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for i in range(10):
+        publish(redis_client, make_reading(f"job-{i}"))
+    argv = ["--redis-url", settings.redis_url, "--stream", settings.results_stream, "tail"]
+    tail = [*argv, "--group", "g1", "--from-start", "--count", "3"]
+    assert main(tail) == 0
+    assert [json.loads(line)["job_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "job-0",
+        "job-1",
+        "job-2",
+    ]
+    # Nothing left pending for a consumer that will never come back for it...
+    assert redis_client.xpending(settings.results_stream, "g1")["pending"] == 0
+    # ... so the next member of the group carries on from where it stopped.
+    assert main(tail) == 0
+    printed = [json.loads(line)["job_id"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["job-3", "job-4", "job-5"]
+    assert redis_client.xpending(settings.results_stream, "g1")["pending"] == 0
+
+
+@pytest.mark.redis
 def test_plate_ocr_tail_goes_through_the_command_line(
     settings: Settings,
     redis_client: redis.Redis,
