@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tail", help="print readings from the results stream as JSON lines")
     p.add_argument("--group", default=None)
     p.add_argument("--consumer", default=None)
-    p.add_argument("--from-start", action="store_true")
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="begin at the oldest reading kept, not at the next one published; with --group, "
+        "where a NEW group starts (an existing group goes on from where it stands)",
+    )
     p.add_argument("--count", type=int, default=None, help="stop after N readings")
 
     p = sub.add_parser("schema", help="write the JSON Schema of the job and the reading")

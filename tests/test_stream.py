@@ -1,6 +1,7 @@
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -186,6 +187,34 @@ def test_a_new_group_starts_at_the_oldest_entry_only_with_from_start(
     assert [r.job_id for r in stream.follow("fresh", "c", idle_timeout_s=0.2)] == []
     got = stream.follow("replay", "c", from_start=True, idle_timeout_s=0.2)
     assert [r.job_id for r in got] == ["old"]
+
+
+@pytest.mark.redis
+def test_tail_from_start_on_a_new_group_replays_and_on_an_existing_group_says_it_cannot(
+    settings: Settings,
+    redis_client: redis.Redis,
+    publish: Publish,
+    make_reading: MakeReading,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publish(redis_client, make_reading("before-the-group"))
+    argv = ["--redis-url", settings.redis_url, "--stream", settings.results_stream, "tail"]
+    assert main([*argv, "--group", "replay", "--from-start", "--count", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == "before-the-group"
+    # A second --from-start cannot rewind the group for everyone: it is told, not silently ignored.
+    publish(redis_client, make_reading("after"))
+    with caplog.at_level(logging.WARNING, logger="plate_ocr.stream"):
+        assert main([*argv, "--group", "replay", "--from-start", "--count", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == "after"
+    assert "from_start applies only to a new group" in caplog.text
+
+
+def test_the_readme_says_where_a_new_group_starts() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "starts at `$`" in readme
+    assert 'follow(group="anpr", consumer="anpr-1", from_start=True)' in readme
+    assert "tail --group G --from-start" in readme
 
 
 @pytest.mark.redis
