@@ -32,41 +32,89 @@ _MODEL_COMMANDS = frozenset({"read", "worker", "demo", "eval"})
 _OWN_PACKAGES = frozenset({"plate_ocr", "schemas", "producer", "worker"})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plate-ocr", description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", help="overrides PLATE_OCR_REDIS_URL")
-    parser.add_argument("--queue", help="overrides PLATE_OCR_QUEUE")
-    parser.add_argument(
-        "--stream", dest="results_stream", help="overrides PLATE_OCR_RESULTS_STREAM"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+_DESCRIPTION = """\
+Read cropped USA licence plates at scale: producers enqueue plate crops on a Redis queue,
+batching workers read them (on a GPU or the CPU) and publish one reading per crop, as JSON, on
+a Redis stream that your ANPR system or dashboard follows."""
 
-    p = sub.add_parser("read", help="read plate crops directly (the original test_ocr.py)")
+_EPILOG = """\
+examples:
+  plate-ocr demo                               the whole flow on bundled samples, nothing to set up
+  plate-ocr worker --device cuda:0             a worker on the first GPU
+  plate-ocr enqueue crops/ --camera gate-3     enqueue every image under crops/
+  plate-ocr tail --group anpr --from-start     follow the readings as JSON lines
+  plate-ocr read plate.jpg                     read crops here, without Redis
+
+Settings come from PLATE_OCR_* environment variables (PLATE_OCR_REDIS_URL, PLATE_OCR_QUEUE, ...).
+--redis-url, --queue and --stream override them, before or after the command.
+`plate-ocr COMMAND --help` lists a command's own options."""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """The flags every command takes. On sub-commands their default is SUPPRESS, so that a flag
+    given before the command is not overwritten by the sub-command's own (absent) copy."""
+    group = parser.add_argument_group("connection and logging (before or after the command)")
+    group.add_argument(
+        "--redis-url", metavar="URL", default=default, help="overrides PLATE_OCR_REDIS_URL"
+    )
+    group.add_argument("--queue", metavar="NAME", default=default, help="overrides PLATE_OCR_QUEUE")
+    group.add_argument(
+        "--stream",
+        dest="results_stream",
+        metavar="NAME",
+        default=default,
+        help="overrides PLATE_OCR_RESULTS_STREAM",
+    )
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log debug detail"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plate-ocr",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_flags(parser, default=None)
+    parser.set_defaults(verbose=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # A new sub-command is one block below: `p = sub.add_parser(NAME, help=...)` and its own
+    # arguments. The global flags are added to every sub-command at the end of this function,
+    # and main() sends it to _dispatch().
+
+    p = sub.add_parser("read", help="read plate crops from files and print the text (no Redis)")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--conf", type=float, default=None, help="confidence threshold (0.25)")
     p.add_argument("--model", type=Path, default=None, help="weights (default: bundled)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda:N")
     p.add_argument("--json", action="store_true", help="print the seed-compatible dict")
 
-    p = sub.add_parser("worker", help="run a batching worker pinned to one device")
+    p = sub.add_parser("worker", help="read the queue and publish readings, on one device")
     p.add_argument("--device", default=None, help="cpu or cuda:N (never falls back)")
     p.add_argument("--devices", default=None, help="0,1,2: one worker process per GPU")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-wait-ms", type=int, default=None)
-    p.add_argument("--model", dest="model_path", type=Path, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="crops per model call (32)")
+    p.add_argument(
+        "--max-wait-ms", type=int, default=None, help="how long a batch waits to fill (10)"
+    )
+    p.add_argument(
+        "--model", dest="model_path", type=Path, default=None, help="weights (default: bundled)"
+    )
     p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--camera", dest="camera_id", default=None)
+    p.add_argument("--camera", dest="camera_id", default=None, help="camera id for every job")
     p.add_argument("--by-reference", action="store_true", help="send file:// refs, not bytes")
     p.add_argument("--quiet", action="store_true", help="print only the count")
 
     p = sub.add_parser("tail", help="print readings from the results stream as JSON lines")
-    p.add_argument("--group", default=None)
-    p.add_argument("--consumer", default=None)
+    p.add_argument("--group", default=None, help="consumer group: share the readings out")
+    p.add_argument(
+        "--consumer", default=None, help="this consumer's name in --group (default: host)"
+    )
     p.add_argument(
         "--from-start",
         action="store_true",
@@ -85,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         "document with a top-level oneOf)",
     )
 
-    p = sub.add_parser("demo", help="embedded Redis + CPU worker + bundled samples, end to end")
+    p = sub.add_parser(
+        "demo",
+        help="the whole flow on bundled sample crops (an embedded Redis unless "
+        "PLATE_OCR_REDIS_URL is set)",
+    )
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
 
     # Listed for --help; main() hands their arguments to their own parsers.
@@ -96,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("eval", help="score a model on DIR/labels.csv")
+    p = sub.add_parser("eval", help="measure a model on labelled crops (DIR/labels.csv)")
     p.add_argument("dir", type=Path)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--device", default=None)
@@ -111,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the report, with every misread plate, as JSON",
     )
+
+    for name, command in sub.choices.items():
+        if name not in _TRAINING_TOOLS:  # those hand their arguments to parsers of their own
+            _add_global_flags(command, default=argparse.SUPPRESS)
     return parser
 
 
