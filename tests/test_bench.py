@@ -87,11 +87,11 @@ def test_database_zero_is_refused(tiny_model: Path) -> None:
 
 @pytest.mark.redis
 def test_without_an_explicit_redis_url_nothing_is_flushed(
-    redis_client: redis.Redis, redis_url: str, tiny_model: Path
+    redis_client: redis.Redis, redis_url: str
 ) -> None:
     redis_client.set("keep-me", b"1")
     # Even with the service's own URL configured, the bench does not take it as leave to flush.
-    run = _bench("--quick", "--model", str(tiny_model), env={"PLATE_OCR_REDIS_URL": redis_url})
+    run = _bench("--quick", env={"PLATE_OCR_REDIS_URL": redis_url})
     assert run.returncode == 2
     assert "--redis-url" in run.stderr and "flushes" in run.stderr
     assert redis_client.get("keep-me") == b"1"
