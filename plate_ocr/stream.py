@@ -132,7 +132,7 @@ class ReadingStream:
         from_start: begin at the oldest entry kept instead of the ones published from now on.
         With a group, this decides where a new group starts: without it a new group starts at
         `$`, so readings published before its creation are never delivered to it; a group that
-        already exists goes on from where it stands either way (a warning says so).
+        already exists goes on from where it stands either way (logged at INFO).
         count: stop after this many readings. idle_timeout_s: stop once no entry has arrived for
         this long (None: follow forever). `close()` the generator to stop without acknowledging
         the reading last handed out. Malformed entries are logged and skipped (and, in a
@@ -290,8 +290,9 @@ class ReadingStream:
                 raise
             if from_start:
                 # Redis keeps one position per group: replaying would take readings from the
-                # other consumers' share. Said, so that nobody waits for a backlog that won't come.
-                log.warning(
+                # other consumers' share. Said, so that nobody waits for a backlog that won't come;
+                # at INFO, as a service that always passes from_start says it on every restart.
+                log.info(
                     "group %s of %s already exists: from_start applies only to a new group; "
                     "it goes on from where the group stands",
                     group,

@@ -204,7 +204,7 @@ def test_tail_from_start_on_a_new_group_replays_and_on_an_existing_group_says_it
     assert json.loads(capsys.readouterr().out)["job_id"] == "before-the-group"
     # A second --from-start cannot rewind the group for everyone: it is told, not silently ignored.
     publish(redis_client, make_reading("after"))
-    with caplog.at_level(logging.WARNING, logger="plate_ocr.stream"):
+    with caplog.at_level(logging.INFO, logger="plate_ocr.stream"):
         assert main([*argv, "--group", "replay", "--from-start", "--count", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["job_id"] == "after"
     assert "from_start applies only to a new group" in caplog.text
