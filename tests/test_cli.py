@@ -78,7 +78,7 @@ class Missing(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, Missing())
-from plate_ocr.cli import WORKER_EXTRA, main
+from plate_ocr.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
