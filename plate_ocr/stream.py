@@ -3,7 +3,7 @@
 The worker publishes each reading with `XADD <results_stream> MAXLEN ~ N * <stream_fields(r)>`;
 every reader decodes entries with `parse_entry`. The `reading` field is the whole truth; the other
 fields copy a few of its values so that `XRANGE`/`redis-cli` users and other languages can filter
-without parsing JSON.
+without parsing JSON (a field whose value is null in the JSON is absent, never "").
 
 Reading without a group is a broadcast (`XREAD`): each reader sees every reading, and nothing is
 remembered between runs. Reading in a consumer group (`XREADGROUP`) splits the readings among the
@@ -12,7 +12,8 @@ the caller asks `follow()` for the next reading, i.e. after the caller has handl
 that crashes mid-handling leaves that entry pending, and on restart under the same consumer name
 it is delivered again before anything new. That is at-least-once delivery, so handlers should
 deduplicate on `reading_id` (stable across retries of the same job). A consumer takes up to 100
-entries per read, so one that dies may leave that many pending. So that they are not stranded
+entries per read (never more than the `count` it was asked for, so `tail --count N` leaves
+nothing pending), so one that dies may leave that many pending. So that they are not stranded
 when its name never comes back, every consumer of the group also takes over (XAUTOCLAIM) entries
 left unacknowledged for `settings.stream_claim_idle_ms`; set it above the longest time a live
 consumer may hold a batch, or a slow consumer's readings are handled twice.
@@ -59,15 +60,26 @@ class MalformedEntry(PlateOcrError):
 
 
 def stream_fields(reading: PlateReading) -> dict[str, str]:
-    """The fields of the stream entry that publishes `reading`. The one place this layout lives."""
-    return {
+    """The fields of the stream entry that publishes `reading`. The one place this layout lives.
+
+    Flat copies for filtering without JSON: `job_id`, `reading_id`, `status`, `text` (empty when
+    nothing was read) and `confidence` always; `error_code` and `camera_id` only when the
+    reading has one. A value that is null in the JSON is left out rather than written as "", so
+    that an empty string always means an empty string. Numbers are written as the JSON has them.
+    """
+    fields = {
         "reading": reading.model_dump_json(),
         "job_id": reading.job_id,
         "reading_id": reading.reading_id,
         "status": reading.status,
         "text": reading.text,
-        "camera_id": reading.camera_id or "",
+        "confidence": repr(reading.confidence),
     }
+    if reading.error is not None:
+        fields["error_code"] = reading.error.code.value
+    if reading.camera_id is not None:
+        fields["camera_id"] = reading.camera_id
+    return fields
 
 
 def parse_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> PlateReading:
@@ -117,8 +129,10 @@ class ReadingStream:
     ) -> Generator[PlateReading, None, None]:
         """Readings as they are published, blocking for new ones.
 
-        from_start: begin at the oldest entry kept instead of the ones published from now on
-        (with a group, this only matters when the group does not exist yet).
+        from_start: begin at the oldest entry kept instead of the ones published from now on.
+        With a group, this decides where a new group starts: without it a new group starts at
+        `$`, so readings published before its creation are never delivered to it; a group that
+        already exists goes on from where it stands either way (logged at INFO).
         count: stop after this many readings. idle_timeout_s: stop once no entry has arrived for
         this long (None: follow forever). `close()` the generator to stop without acknowledging
         the reading last handed out. Malformed entries are logged and skipped (and, in a
@@ -137,7 +151,9 @@ class ReadingStream:
         else:
             self._ensure_group(group, from_start)
             name = consumer or default_consumer_name()
-            entries = self._group_entries(group, name, from_start, block_ms, idle_timeout_s)
+            entries = self._group_entries(
+                group, name, from_start, block_ms, idle_timeout_s, limit=count
+            )
         return self._deliver(entries, group, count)
 
     def _deliver(
@@ -180,12 +196,21 @@ class ReadingStream:
         from_start: bool,
         block_ms: int,
         idle_timeout_s: float | None,
+        *,
+        limit: int | None = None,
     ) -> Iterator[Entry]:
+        taken = 0
+
+        def wanted() -> int:
+            # Never take from the group more than will be handed out: what a consumer takes and
+            # never hands out stays pending under its name until someone claims it.
+            return _READ_COUNT if limit is None else max(1, min(_READ_COUNT, limit - taken))
+
         def read(cursor: bytes, wait_ms: int | None) -> list[Entry]:
             try:
                 reply = self._call(
                     lambda: self._redis.xreadgroup(
-                        group, consumer, {self.name: cursor}, count=_READ_COUNT, block=wait_ms
+                        group, consumer, {self.name: cursor}, count=wanted(), block=wait_ms
                     ),
                     "XREADGROUP",
                 )
@@ -204,11 +229,18 @@ class ReadingStream:
         while pending := read(cursor, None):
             for entry_id, fields in pending:
                 cursor = entry_id
+                taken += 1
                 yield entry_id, fields
-        claim = self._claimer(group, consumer)
-        yield from _poll(lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s)
+        claim = self._claimer(group, consumer, wanted)
+        for entry in _poll(
+            lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s
+        ):
+            taken += 1
+            yield entry
 
-    def _claimer(self, group: str, consumer: str) -> Callable[[], list[Entry]]:
+    def _claimer(
+        self, group: str, consumer: str, wanted: Callable[[], int]
+    ) -> Callable[[], list[Entry]]:
         """Takes over entries other consumers of `group` have left pending too long.
 
         Scans the pending list at most twice per claim interval: a live consumer's entries are
@@ -223,7 +255,7 @@ class ReadingStream:
                 return []
             reply = self._call(
                 lambda: self._redis.xautoclaim(
-                    self.name, group, consumer, self._claim_idle_ms, cursor, count=_READ_COUNT
+                    self.name, group, consumer, self._claim_idle_ms, cursor, count=wanted()
                 ),
                 "XAUTOCLAIM",
             )
@@ -256,6 +288,16 @@ class ReadingStream:
         except redis.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
+            if from_start:
+                # Redis keeps one position per group: replaying would take readings from the
+                # other consumers' share. Said, so that nobody waits for a backlog that won't come;
+                # at INFO, as a service that always passes from_start says it on every restart.
+                log.info(
+                    "group %s of %s already exists: from_start applies only to a new group; "
+                    "it goes on from where the group stands",
+                    group,
+                    self.name,
+                )
 
     def _newest_id(self) -> bytes:
         newest = cast(

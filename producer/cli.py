@@ -5,16 +5,19 @@ Prints one job id per line on stdout (so it pipes into other tools), or only the
 """
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
+from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from producer.producer import ImageNotFound, PlateProducer
+from schemas import ErrorCode
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "run_enqueue"]
+__all__ = ["IMAGE_SUFFIXES", "check_allowed", "find_images", "run_enqueue"]
 
 log = logging.getLogger("producer.cli")
 
@@ -39,6 +42,30 @@ def find_images(paths: Iterable[Path]) -> list[Path]:
     return list(found)
 
 
+def check_allowed(images: Sequence[Path], allowed_roots: Sequence[Path]) -> None:
+    """Refuse to send references the worker will refuse: none are allowed, or a file is outside.
+
+    Only a courtesy to the user (the worker checks every reference again, and decides), so it
+    judges with this machine's PLATE_OCR_ALLOWED_ROOTS, which by-reference workers share.
+    """
+    if not allowed_roots:
+        raise JobError(
+            ErrorCode.PATH_NOT_ALLOWED,
+            "--by-reference sends file:// references, which workers read only under "
+            "PLATE_OCR_ALLOWED_ROOTS, and none is set: set it (os.pathsep-separated folders) "
+            "or enqueue the bytes (drop --by-reference)",
+        )
+    roots = [root.resolve() for root in allowed_roots]
+    outside = [p for p in images if not any(p.resolve().is_relative_to(r) for r in roots)]
+    if outside:
+        listed = os.pathsep.join(map(str, allowed_roots))
+        raise JobError(
+            ErrorCode.PATH_NOT_ALLOWED,
+            f"{len(outside)} of {len(images)} images lie outside PLATE_OCR_ALLOWED_ROOTS "
+            f"({listed}), e.g. {outside[0]}; workers would refuse them",
+        )
+
+
 def run_enqueue(
     settings: Settings,
     paths: Sequence[Path],
@@ -56,6 +83,8 @@ def run_enqueue(
     if not images:
         log.error("no images found under %s", ", ".join(map(str, paths)))
         return 1
+    if by_reference:
+        check_allowed(images, settings.allowed_roots)
     enqueued = 0
     show_bar = len(images) >= _PROGRESS_MIN_FILES and not quiet
     with (
@@ -65,6 +94,9 @@ def run_enqueue(
             total=len(images), unit="img", file=sys.stderr, disable=None if show_bar else True
         ) as bar,
     ):
+        # A Redis that never answered is a wrong URL or a server that is not up: say so at once,
+        # rather than ride it out as an outage (what the retries below do once it has answered).
+        producer.ping()
         for start in range(0, len(images), _CHUNK):
             chunk = images[start : start + _CHUNK]
             items = [p.resolve().as_uri() for p in chunk] if by_reference else chunk

@@ -29,7 +29,14 @@ from pydantic import ValidationError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from plate_ocr.connection import Backoff, connect, retry_on_disconnect
+from plate_ocr.connection import (
+    DISCONNECT_ERRORS,
+    Backoff,
+    RedisUnavailable,
+    connect,
+    redacted_url,
+    retry_on_disconnect,
+)
 from plate_ocr.constants import (
     JOB_FUNC_NAME,
     MAX_BLOCK_MS,
@@ -190,6 +197,19 @@ class PlateProducer:
                 break
         stream = self.settings.results_stream
         raise ReadingTimeout(f"no reading for job {job_id!r} on {stream!r} within {timeout_s} s")
+
+    def ping(self) -> None:
+        """One PING, never retried: raises RedisUnavailable at once when Redis does not answer.
+
+        For a command line that should fail fast when Redis was never reachable (a wrong URL, a
+        server that is not up) instead of riding out what looks like an outage; calls made after
+        it still reconnect with backoff when the connection drops mid-run.
+        """
+        try:
+            self._redis.ping()
+        except DISCONNECT_ERRORS as e:
+            where = redacted_url(self.settings.redis_url)
+            raise RedisUnavailable(f"cannot reach Redis at {where}: {e}") from e
 
     def depth(self) -> int:
         """Jobs waiting in the queue (not counting those a worker has already taken)."""

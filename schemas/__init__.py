@@ -5,6 +5,7 @@ Light on purpose: importing this package pulls in pydantic only, never torch or 
 
 from schemas.codes import ErrorCode
 from schemas.job import DetectorBox, PlateJob
+from schemas.json_schema import json_schema, json_schemas
 from schemas.reading import (
     CharacterReading,
     ModelInfo,
@@ -25,14 +26,7 @@ __all__ = [
     "PlateReading",
     "ReadingError",
     "Timings",
+    "json_schema",
     "json_schemas",
     "reading_id_for",
 ]
-
-
-def json_schemas() -> dict[str, object]:
-    """The JSON Schema of the job and the reading, for consumers in other languages."""
-    return {
-        "PlateJob": PlateJob.model_json_schema(),
-        "PlateReading": PlateReading.model_json_schema(),
-    }

@@ -15,8 +15,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
-from schemas.version import SCHEMA_VERSION, is_compatible
+from schemas.version import SCHEMA_VERSION, SCHEMA_VERSION_PATTERN, is_compatible
 
 __all__ = ["MAX_METADATA_BYTES_CEILING", "DetectorBox", "PlateJob", "new_job_id"]
 
@@ -47,6 +48,14 @@ class DetectorBox(BaseModel):
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+def _exactly_one_image_schema(schema: JsonDict) -> None:
+    # PlateJob._exactly_one_image, said in JSON Schema for producers in other languages.
+    schema["oneOf"] = [
+        {"required": [field], "properties": {field: {"type": "string"}}}
+        for field in ("image_b64", "image_ref")
+    ]
+
+
 class PlateJob(BaseModel):
     """One crop to read. Exactly one of `image_b64` (inline bytes) and `image_ref` is set.
 
@@ -55,7 +64,7 @@ class PlateJob(BaseModel):
     `job_id` is the idempotency key: re-submitting the same id yields the same `reading_id`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_image_schema)
 
     job_id: JobId = Field(default_factory=new_job_id)
     image_b64: bytes | None = Field(default=None, description="Inline image bytes, base64 in JSON.")
@@ -66,7 +75,10 @@ class PlateJob(BaseModel):
     track_id: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] = Field(default_factory=dict)
     enqueued_at: datetime = Field(default_factory=_utcnow)
-    schema_version: str = SCHEMA_VERSION
+    # The pattern is for the JSON Schema; _known_version below gives Python callers the message.
+    schema_version: str = Field(
+        default=SCHEMA_VERSION, json_schema_extra={"pattern": SCHEMA_VERSION_PATTERN}
+    )
 
     @field_validator("image_b64", mode="before")
     @classmethod

@@ -2,14 +2,17 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from schemas.codes import ErrorCode
-from schemas.version import SCHEMA_VERSION
+from schemas.version import SCHEMA_VERSION, SCHEMA_VERSION_PATTERN
 
 __all__ = [
+    "CONFIDENCE_DECIMALS",
+    "MS_DECIMALS",
     "CharacterReading",
     "ModelInfo",
     "PlateReading",
@@ -28,13 +31,24 @@ def reading_id_for(job_id: str, model_sha256: str) -> str:
     return str(uuid.uuid5(_READING_NAMESPACE, f"{job_id}:{model_sha256}"))
 
 
+# Precision kept on the wire: a model's scores mean nothing past 4 decimals, nor clock readings
+# past a microsecond; rounding when the model is built keeps JSON short and round trips exact.
+CONFIDENCE_DECIMALS = 4
+MS_DECIMALS = 3
+
+Confidence = Annotated[
+    float, Field(ge=0.0, le=1.0), AfterValidator(lambda v: round(v, CONFIDENCE_DECIMALS))
+]
+Milliseconds = Annotated[float, Field(ge=0.0), AfterValidator(lambda v: round(v, MS_DECIMALS))]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CharacterReading(_Frozen):
-    char: str = Field(min_length=1, max_length=1)
-    confidence: float = Field(ge=0.0, le=1.0)
+    char: str = Field(pattern=r"^[0-9A-Z]$", description="one of the 36 classes, 0-9 then A-Z")
+    confidence: Confidence
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in crop pixels")
     row: int = Field(ge=0, description="0 for the top (or only) row, 1 for the bottom row")
 
@@ -45,15 +59,22 @@ class ModelInfo(_Frozen):
 
 
 class Timings(_Frozen):
-    queue_wait_ms: float = Field(ge=0.0, description="enqueued_at to the worker taking the job")
-    decode_ms: float = Field(ge=0.0)
-    infer_ms: float = Field(ge=0.0, description="this job's share of its batch's model time")
-    total_ms: float = Field(ge=0.0, description="enqueued_at to the reading being built")
+    queue_wait_ms: Milliseconds = Field(description="enqueued_at to the worker taking the job")
+    decode_ms: Milliseconds
+    infer_ms: Milliseconds = Field(description="this job's share of its batch's model time")
+    total_ms: Milliseconds = Field(description="enqueued_at to the reading being built")
 
 
 class ReadingError(_Frozen):
     code: ErrorCode
     message: str = Field(max_length=2000)
+
+
+def _error_iff_status_error_schema(schema: JsonDict) -> None:
+    # PlateReading._error_iff_status_error, said in JSON Schema for consumers in other languages.
+    schema["if"] = {"properties": {"status": {"const": "error"}}, "required": ["status"]}
+    schema["then"] = {"required": ["error"], "properties": {"error": {"type": "object"}}}
+    schema["else"] = {"properties": {"error": {"type": "null"}}}
 
 
 class PlateReading(_Frozen):
@@ -64,11 +85,13 @@ class PlateReading(_Frozen):
     `rows` is 1 or 2 for a plate with characters and 0 when nothing was read.
     """
 
+    model_config = ConfigDict(json_schema_extra=_error_iff_status_error_schema)
+
     job_id: str
     reading_id: str
     status: Literal["ok", "error"]
     text: str = ""
-    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    confidence: Confidence = 0.0
     characters: tuple[CharacterReading, ...] = ()
     rows: int = Field(default=0, ge=0, le=2)
     model: ModelInfo
@@ -79,7 +102,7 @@ class PlateReading(_Frozen):
     timings: Timings
     error: ReadingError | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=SCHEMA_VERSION_PATTERN)
 
     @model_validator(mode="after")
     def _error_iff_status_error(self) -> Self:

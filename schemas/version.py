@@ -5,9 +5,11 @@ Minor bumps only add optional fields; a major bump breaks consumers, who should 
 
 from typing import Final
 
-__all__ = ["SCHEMA_VERSION", "is_compatible"]
+__all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_PATTERN", "is_compatible"]
 
 SCHEMA_VERSION: Final = "1.0"
+# The versions `is_compatible` accepts, for the JSON Schema: the same major, any minor.
+SCHEMA_VERSION_PATTERN: Final = rf"^{SCHEMA_VERSION.split('.', 1)[0]}\.[0-9]+$"
 
 
 def is_compatible(version: str) -> bool:

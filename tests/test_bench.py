@@ -30,7 +30,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _bench(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+def _bench(
+    *args: str, timeout_s: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(BENCH), *args],
         capture_output=True,
@@ -38,7 +40,8 @@ def _bench(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[st
         timeout=timeout_s,
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
-        | {"YOLO_OFFLINE": "1"},
+        | {"YOLO_OFFLINE": "1"}
+        | (env or {}),
     )
 
 
@@ -80,3 +83,15 @@ def test_database_zero_is_refused(tiny_model: Path) -> None:
     run = _bench("--quick", "--model", str(tiny_model), "--redis-url", "redis://127.0.0.1:6379/0")
     assert run.returncode != 0
     assert "refusing to flush database 0" in run.stderr
+
+
+@pytest.mark.redis
+def test_without_an_explicit_redis_url_nothing_is_flushed(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    redis_client.set("keep-me", b"1")
+    # Even with the service's own URL configured, the bench does not take it as leave to flush.
+    run = _bench("--quick", env={"PLATE_OCR_REDIS_URL": redis_url})
+    assert run.returncode == 2
+    assert "--redis-url" in run.stderr and "flushes" in run.stderr
+    assert redis_client.get("keep-me") == b"1"

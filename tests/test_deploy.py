@@ -138,3 +138,23 @@ def test_the_cuda_image_is_built_on_an_nvidia_cuda_runtime() -> None:
     assert base is not None
     assert re.fullmatch(r"nvidia/cuda:[\d.]+-(cudnn-)?runtime-ubuntu[\d.]+", base.group(1))
     assert "--index-url" in text and "/whl/cu" in text
+
+
+def test_the_dashboard_reads_our_json_jobs_and_has_what_it_imports(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    dashboard = services["rq-dashboard"]
+    # Without --json rq-dashboard unpickles job data, and its finished/failed lists answer 500.
+    assert "--json" in dashboard["command"]
+    url = dashboard["command"][dashboard["command"].index("--redis-url") + 1]
+    worker_env = services["worker-cpu"]["environment"]
+    assert url == worker_env["PLATE_OCR_REDIS_URL"]  # the workers' Redis and database
+    assert dashboard["build"]["dockerfile"] == "deploy/Dockerfile.dashboard"
+    text = (DEPLOY / "Dockerfile.dashboard").read_text()
+    pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)==([^"]+)"', text))
+    # rq-dashboard imports six without declaring it: the image must install it itself.
+    assert {"rq-dashboard", "six", "rq"} <= set(pins)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (rq_requirement,) = (r for r in pyproject["project"]["dependencies"] if r.startswith("rq"))
+    assert pins["rq"] in specifiers.SpecifierSet(rq_requirement[2:].split("#")[0].strip())
+    assert "USER " in text

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,12 @@ from plate_ocr.demo import run_demo, sample_dir
 from plate_ocr.settings import Settings
 from plate_ocr.stream import ReadingStream
 from producer import PlateProducer
+from schemas import PlateReading
 from worker.batch_worker import BatchWorker
 from worker.engine import PlateReader, bundled_model_path
+
+MakeReading = Callable[..., PlateReading]
+Publish = Callable[[redis.Redis, PlateReading], bytes]
 
 pytestmark = [pytest.mark.redis, pytest.mark.model]
 
@@ -56,3 +61,22 @@ def test_the_demo_runs_on_its_embedded_redis(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "enqueued 3 sample crops" in out
     assert "3 readings" in out
+
+
+def test_the_demo_on_a_configured_redis_ignores_readings_already_on_the_stream(
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_reading: MakeReading,
+    publish: Publish,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    publish(redis_client, make_reading("someone-elses-job"))
+    environ = {
+        "PLATE_OCR_REDIS_URL": settings.redis_url,
+        "PLATE_OCR_QUEUE": settings.queue,
+        "PLATE_OCR_RESULTS_STREAM": settings.results_stream,
+    }
+    assert run_demo(environ, count=2) == 0
+    out = capsys.readouterr().out
+    assert "2 readings" in out
+    assert "someone-elses-job" not in out

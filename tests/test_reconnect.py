@@ -243,3 +243,33 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
         worker.request_stop()
         thread.join(timeout=10)
         client.close()
+
+
+def test_enqueue_rides_out_redis_dropping_after_it_answered(
+    server: ThrowawayRedis,
+    settings_for: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from producer.cli import run_enqueue
+
+    crop = tmp_path / "crop.png"
+    crop.write_bytes(CROP)
+    restarter = threading.Timer(1.0, server.start)
+    answered = PlateProducer.ping
+
+    def ping_then_lose_redis(self: PlateProducer) -> None:
+        answered(self)  # Redis was reachable: from now on a drop is an outage, ridden out
+        server.kill()
+        restarter.start()
+
+    monkeypatch.setattr(PlateProducer, "ping", ping_then_lose_redis)
+    try:
+        code = run_enqueue(settings_for, [crop], camera_id=None, by_reference=False, quiet=True)
+    finally:
+        restarter.join()
+    assert code == 0 and capsys.readouterr().out == "1\n"
+    client = redis.Redis.from_url(server.url)
+    assert client.llen(f"rq:queue:{settings_for.queue}") == 1
+    client.close()

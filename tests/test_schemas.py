@@ -177,6 +177,7 @@ def test_the_public_names_are_pinned() -> None:
             "PlateReading",
             "ReadingError",
             "Timings",
+            "json_schema",
             "json_schemas",
             "reading_id_for",
         ]
@@ -192,10 +193,21 @@ def test_plate_ocr_schema_prints_both_json_schemas(capsys: pytest.CaptureFixture
     assert main(["schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(json_schemas()))
-    assert set(printed) == {"PlateJob", "PlateReading"}
-    assert printed["PlateJob"]["additionalProperties"] is False
-    assert "image_b64" in printed["PlateJob"]["properties"]
-    assert "reading_id" in printed["PlateReading"]["required"]
+    models = printed["$defs"]
+    assert {"PlateJob", "PlateReading"} <= set(models)
+    assert models["PlateJob"]["additionalProperties"] is False
+    assert "image_b64" in models["PlateJob"]["properties"]
+    assert "reading_id" in models["PlateReading"]["required"]
+
+
+def test_plate_ocr_schema_model_prints_one_models_own_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schema", "--model", "PlateReading"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["$id"].endswith(":PlateReading") and printed["title"] == "PlateReading"
+    assert main(["schema", "--model", "Nope"]) == 2
+    assert "PlateJob" in capsys.readouterr().err
 
 
 def test_plate_ocr_schema_writes_a_file(tmp_path: Path) -> None:

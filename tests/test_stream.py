@@ -1,6 +1,7 @@
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -9,7 +10,7 @@ from plate_ocr.cli import main
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
 from plate_ocr.stream import MalformedEntry, ReadingStream, parse_entry, run_tail, stream_fields
-from schemas import PlateReading
+from schemas import CharacterReading, PlateReading, Timings
 
 MakeReading = Callable[..., PlateReading]
 Publish = Callable[[redis.Redis, PlateReading], bytes]
@@ -18,17 +19,63 @@ Publish = Callable[[redis.Redis, PlateReading], bytes]
 def test_stream_fields_carry_the_reading_and_its_filterable_values(
     make_reading: MakeReading,
 ) -> None:
-    reading = make_reading("job-1", camera_id="gate-3")
+    reading = make_reading("job-1", camera_id="gate-3", confidence=0.8125)
     fields = stream_fields(reading)
-    assert set(fields) == {"reading", "job_id", "reading_id", "status", "text", "camera_id"}
+    assert set(fields) == {
+        "reading",
+        "job_id",
+        "reading_id",
+        "status",
+        "text",
+        "confidence",
+        "camera_id",
+    }
     assert fields["job_id"] == "job-1"
     assert fields["reading_id"] == reading.reading_id
     assert (fields["status"], fields["text"], fields["camera_id"]) == ("ok", "ABC1234", "gate-3")
+    assert fields["confidence"] == "0.8125"
     assert json.loads(fields["reading"])["job_id"] == "job-1"
 
 
-def test_stream_fields_write_an_empty_camera_id_for_none(make_reading: MakeReading) -> None:
-    assert stream_fields(make_reading("job-1", camera_id=None))["camera_id"] == ""
+def test_an_error_reading_carries_its_error_code_flat(make_reading: MakeReading) -> None:
+    fields = stream_fields(make_reading("job-1", status="error", camera_id="gate-3"))
+    assert (fields["status"], fields["error_code"], fields["text"]) == (
+        "error",
+        "undecodable_image",
+        "",
+    )
+    assert fields["confidence"] == "0.0"
+    assert "error_code" not in stream_fields(make_reading("job-2"))
+
+
+def test_a_value_that_is_null_in_the_json_is_left_out_of_the_flat_fields(
+    make_reading: MakeReading,
+) -> None:
+    fields = stream_fields(make_reading("job-1", camera_id=None))
+    assert json.loads(fields["reading"])["camera_id"] is None
+    assert "camera_id" not in fields
+    # While an empty camera id, which is not null, stays an empty string.
+    assert stream_fields(make_reading("job-2", camera_id=""))["camera_id"] == ""
+
+
+def test_confidences_and_timings_are_kept_to_a_sensible_precision(
+    make_reading: MakeReading,
+) -> None:
+    timings = Timings(
+        queue_wait_ms=10.985999999999999, decode_ms=0.1234567, infer_ms=2.0004999, total_ms=13.1
+    )
+    char = CharacterReading(char="7", confidence=0.876543219, box=(1.0, 2.0, 3.0, 4.0), row=0)
+    reading = make_reading("job-1", timings=timings, characters=(char,), confidence=0.876543219)
+    document = json.loads(stream_fields(reading)["reading"])
+    assert document["timings"] == {
+        "queue_wait_ms": 10.986,
+        "decode_ms": 0.123,
+        "infer_ms": 2.0,
+        "total_ms": 13.1,
+    }
+    assert document["confidence"] == document["characters"][0]["confidence"] == 0.8765
+    assert stream_fields(reading)["confidence"] == "0.8765"
+    assert parse_entry(stream_fields(reading)) == reading  # the round trip stays exact
 
 
 def test_parse_entry_round_trips_str_and_bytes_fields(make_reading: MakeReading) -> None:
@@ -143,6 +190,34 @@ def test_a_new_group_starts_at_the_oldest_entry_only_with_from_start(
 
 
 @pytest.mark.redis
+def test_tail_from_start_on_a_new_group_replays_and_on_an_existing_group_says_it_cannot(
+    settings: Settings,
+    redis_client: redis.Redis,
+    publish: Publish,
+    make_reading: MakeReading,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publish(redis_client, make_reading("before-the-group"))
+    argv = ["--redis-url", settings.redis_url, "--stream", settings.results_stream, "tail"]
+    assert main([*argv, "--group", "replay", "--from-start", "--count", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == "before-the-group"
+    # A second --from-start cannot rewind the group for everyone: it is told, not silently ignored.
+    publish(redis_client, make_reading("after"))
+    with caplog.at_level(logging.INFO, logger="plate_ocr.stream"):
+        assert main([*argv, "--group", "replay", "--from-start", "--count", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == "after"
+    assert "from_start applies only to a new group" in caplog.text
+
+
+def test_the_readme_says_where_a_new_group_starts() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "starts at `$`" in readme
+    assert 'follow(group="anpr", consumer="anpr-1", from_start=True)' in readme
+    assert "tail --group G --from-start" in readme
+
+
+@pytest.mark.redis
 def test_a_reading_is_acknowledged_only_when_the_next_is_asked_for(
     stream: ReadingStream, redis_client: redis.Redis, publish: Publish, make_reading: MakeReading
 ) -> None:
@@ -247,6 +322,33 @@ def test_run_tail_in_a_group_acknowledges_what_it_printed(
     assert run_tail(settings, group="audit", consumer="me", from_start=True, count=2) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert redis_client.xpending(settings.results_stream, "audit")["pending"] == 0
+
+
+@pytest.mark.redis
+def test_tail_in_a_group_with_a_count_takes_only_what_it_prints(
+    settings: Settings,
+    redis_client: redis.Redis,
+    publish: Publish,
+    make_reading: MakeReading,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for i in range(10):
+        publish(redis_client, make_reading(f"job-{i}"))
+    argv = ["--redis-url", settings.redis_url, "--stream", settings.results_stream, "tail"]
+    tail = [*argv, "--group", "g1", "--from-start", "--count", "3"]
+    assert main(tail) == 0
+    assert [json.loads(line)["job_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "job-0",
+        "job-1",
+        "job-2",
+    ]
+    # Nothing left pending for a consumer that will never come back for it...
+    assert redis_client.xpending(settings.results_stream, "g1")["pending"] == 0
+    # ... so the next member of the group carries on from where it stopped.
+    assert main(tail) == 0
+    printed = [json.loads(line)["job_id"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["job-3", "job-4", "job-5"]
+    assert redis_client.xpending(settings.results_stream, "g1")["pending"] == 0
 
 
 @pytest.mark.redis

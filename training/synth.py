@@ -3,8 +3,8 @@
 Every plate is seeded by (seed, index), so a dataset is byte-identical for a seed whatever the
 number of worker processes. Usage:
 
-    python -m training.synth OUT --count 20000 --seed 0 [--workers 2]
-        [--supplement /work/shared/data/train_darkplate --supplement-repeat 4]
+    plate-ocr synth OUT --count 20000 --seed 0 [--workers 2]
+        [--supplement REAL_CROPS_DIR --supplement-repeat 4]
 """
 
 from __future__ import annotations

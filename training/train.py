@@ -1,8 +1,8 @@
 """Train the YOLO11n character detector (36 classes) on a generated dataset, offline and resumable.
 
-    YOLO_OFFLINE=1 python -m training.train --data DATA.yaml --project RUNS --name NAME
+    plate-ocr train --data DATA.yaml --project RUNS --name NAME
         [--epochs 12 --imgsz 256 --batch 32 --device cpu --workers 2] [--resume]
-        [--init-weights worker/models/plate_chars.pt] [--real-dir /work/shared/data/real_us_dev]
+        [--init-weights WEIGHTS.pt] [--real-dir REAL_CROPS_DIR]
 
 Starts from the architecture in ultralytics (yolo11n.yaml, no download), or from init weights,
 or resumes RUNS/NAME/weights/last.pt. Settings are written to RUNS/NAME/train_settings.json.

@@ -1,3 +1,7 @@
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -7,10 +11,12 @@ import rq
 from rq.serializers import JSONSerializer
 
 from plate_ocr.cli import main
+from plate_ocr.connection import redacted_url
+from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from producer import ImageNotFound
 from producer.cli import find_images, run_enqueue
-from schemas import PlateJob
+from schemas import ErrorCode, PlateJob
 
 
 def plate_jobs(client: redis.Redis, settings: Settings) -> list[PlateJob]:
@@ -87,6 +93,7 @@ def test_enqueue_by_reference_sends_absolute_file_uris(
 ) -> None:
     odd = tmp_path / "with space #1.jpg"
     odd.write_bytes(b"jpeg")
+    settings = settings.model_copy(update={"allowed_roots": (tmp_path,)})
     run_enqueue(settings, [odd], camera_id=None, by_reference=True, quiet=True)
     (job,) = plate_jobs(redis_client, settings)
     assert job.image_b64 is None
@@ -117,3 +124,64 @@ def test_plate_ocr_enqueue_reports_a_missing_path_as_an_error(
 ) -> None:
     assert main(["enqueue", str(tmp_path / "missing.jpg")]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_enqueue_by_reference_without_allowed_roots_is_refused_before_anything_is_queued(
+    settings: Settings,
+    redis_client: redis.Redis,
+    crops: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--redis-url", settings.redis_url, "--queue", settings.queue]
+    assert main([*argv, "enqueue", "--by-reference", str(crops)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "path_not_allowed" in err and "PLATE_OCR_ALLOWED_ROOTS" in err
+    assert plate_jobs(redis_client, settings) == []
+
+
+@pytest.mark.redis
+def test_enqueue_by_reference_refuses_a_file_outside_the_allowed_roots(
+    settings: Settings, redis_client: redis.Redis, crops: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # A link inside the root that leads out of it is outside too, as the worker sees it.
+    (crops / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    (tmp_path / "secret.jpg").write_bytes(b"jpeg")
+    for roots, images in (((elsewhere,), [crops]), ((crops,), [crops / "link.jpg"])):
+        limited = settings.model_copy(update={"allowed_roots": roots})
+        with pytest.raises(JobError, match="outside PLATE_OCR_ALLOWED_ROOTS") as refused:
+            run_enqueue(limited, images, camera_id=None, by_reference=True, quiet=True)
+        assert refused.value.code == ErrorCode.PATH_NOT_ALLOWED
+    assert plate_jobs(redis_client, settings) == []
+
+
+def test_enqueue_against_a_redis_that_never_answered_fails_at_once_in_one_line(
+    crops: Path,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "plate_ocr.cli", "--redis-url", url, "enqueue", str(crops)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took_s = time.monotonic() - t0
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("plate-ocr: error: cannot reach Redis at redis://:***@127.0.0.1:")
+    assert "hunter2" not in done.stderr
+    assert took_s < 10  # one connect attempt (and the interpreter starting), not 28 s of retries
+
+
+def test_redacted_url_hides_only_the_password() -> None:
+    assert redacted_url("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
+    assert redacted_url("rediss://:pw@h/0") == "rediss://:***@h/0"
+    assert redacted_url("redis://h:6379/0") == "redis://h:6379/0"
