@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-wait-ms", type=int, default=None)
     p.add_argument("--model", dest="model_path", type=Path, default=None)
-    p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="auto (default: onnxruntime for the bundled model on the CPU, else torch), "
+        "onnxruntime, torch, onnx, openvino, engine",
+    )
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
@@ -173,6 +178,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _training_tool(command: str, argv: Sequence[str]) -> int:
+    if command == "train":  # the light install has no torch: say so in one line
+        from worker.detector import require_torch
+
+        require_torch("plate-ocr train")
     from plate_ocr.training import synth, train
 
     run = synth.main if command == "synth" else train.main
@@ -185,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Offline tools with parsers of their own (and no Redis): hand them the rest verbatim.
         os.environ.setdefault("YOLO_OFFLINE", "1")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        return _training_tool(argv[0], argv[1:])
+        try:
+            return _training_tool(argv[0], argv[1:])
+        except PlateOcrError as e:
+            print(f"plate-ocr: error: {e}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

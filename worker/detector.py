@@ -131,6 +131,5 @@ def require_torch(what: str) -> None:
         import ultralytics  # noqa: F401
     except ImportError as e:
         raise ConfigError(
-            f"{what} needs torch and ultralytics, which the light install leaves out: "
-            f"{_GPU_EXTRA}"
+            f"{what} needs torch and ultralytics, which the light install leaves out: {_GPU_EXTRA}"
         ) from e

@@ -37,11 +37,11 @@ _COMMAND = "python -m worker.export_onnx"
 def export_onnx(weights: Path, out: Path, *, imgsz: int | None = None) -> OnnxManifest:
     """Export `weights` to `out` (and its manifest beside it). Raises ModelError on failure."""
     require_torch("exporting weights to ONNX")
-    from worker.torch_detector import load_yolo, trained_imgsz
-
     import onnx
     import torch
     import ultralytics
+
+    from worker.torch_detector import load_yolo, trained_imgsz
 
     model = load_yolo(weights)  # checks the classes before anything is written
     size = imgsz if imgsz is not None else trained_imgsz(model.overrides)
@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlateOcrError as e:
         print(f"{_COMMAND}: error: {e}", file=sys.stderr)
         return 2
-    print(f"{out} ({manifest.onnx_sha256[:12]}…) from {args.weights} ({manifest.source_sha256[:12]}…)")
+    made, source = manifest.onnx_sha256[:12], manifest.source_sha256[:12]
+    print(f"{out} ({made}…) from {args.weights} ({source}…)")
     return 0
 
 

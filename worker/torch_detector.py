@@ -29,6 +29,7 @@ __all__ = ["TorchDetector", "load_yolo", "trained_imgsz"]
 
 _FALLBACK_IMGSZ: Final = 640  # ultralytics' own default, for weights that do not record theirs
 
+
 class TorchDetector:
     """`.pt` weights on `device`, computed by `backend` (worker.backends.BACKENDS)."""
 
