@@ -43,7 +43,7 @@ def test_a_retrained_pt_no_longer_matches_its_onnx(tmp_path: Path) -> None:
 def test_an_onnx_without_a_manifest_says_how_to_make_one(tmp_path: Path) -> None:
     onnx = tmp_path / "mine.onnx"
     shutil.copyfile(bundled_onnx_path(), onnx)
-    with pytest.raises(ModelError, match="python -m worker.export_onnx"):
+    with pytest.raises(ModelError, match=r"python -m worker\.export_onnx"):
         read_manifest(onnx)
 
 
