@@ -102,6 +102,7 @@ def test_a_light_reader_imports_neither_torch_nor_ultralytics() -> None:
     [
         "PlateReader(backend='torch')",
         "PlateReader('usa_plate_ocr.pt')",  # auto: .pt weights need torch
+        "PlateReader(device='cuda:0')",
     ],
 )
 def test_asking_for_torch_without_it_says_which_extra_to_install(code: str) -> None:
