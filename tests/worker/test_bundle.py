@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from plate_ocr.constants import CLASS_NAMES
@@ -52,3 +53,24 @@ def test_a_manifest_of_another_format_is_refused(tmp_path: Path) -> None:
     manifest_path(onnx).write_text(json.dumps({"format": "something/else"}))
     with pytest.raises(ModelError, match="not a plate-ocr-onnx/1 manifest"):
         read_manifest(onnx)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace, inside the exporter
+def test_the_export_command_makes_a_pair_the_light_reader_loads(
+    char_model_path: Path, trained_imgsz: int, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from worker.detector import plate_input_hw
+    from worker.engine import PlateReader
+
+    onnx = tmp_path / "chars36.onnx"
+    assert main(["--weights", str(char_model_path), "--out", str(onnx)]) == 0
+    manifest = read_manifest(onnx)
+    assert manifest.source_sha256 == file_sha256(char_model_path)
+    assert (manifest.imgsz, manifest.input_hw) == (trained_imgsz, plate_input_hw(trained_imgsz))
+    assert check_pair(char_model_path, onnx) == []
+    reader = PlateReader(onnx, imgsz=None)
+    assert reader.backend == "onnxruntime" and reader.imgsz == trained_imgsz
+    assert reader.model_info.name == char_model_path.stem
+    assert reader.read(np.full((80, 240, 3), 128, dtype=np.uint8)).text == ""  # untrained
