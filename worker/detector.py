@@ -52,17 +52,22 @@ class PlateBatch:
 
     `pixels` is (N, 3, H, W) RGB in 0-1, in the detector's own type: a torch tensor on the
     reader's device (torch path) or a float32 numpy array (ONNX Runtime); `shapes` are the
-    crops' own (height, width), to map boxes back to crop pixels.
+    crops' own (height, width), to map boxes back to crop pixels; `crops` the decoded BGR crops
+    themselves (references, not copies), for stages after the detector that read the crop in
+    their own way (a text-line recogniser); empty when the batch was built without them.
     """
 
     pixels: Any
     shapes: tuple[tuple[int, int], ...]
+    crops: tuple[npt.NDArray[np.uint8], ...] = ()
 
     def __len__(self) -> int:
         return len(self.shapes)
 
     def __getitem__(self, part: slice) -> "PlateBatch":
-        return PlateBatch(pixels=self.pixels[part], shapes=self.shapes[part])
+        return PlateBatch(
+            pixels=self.pixels[part], shapes=self.shapes[part], crops=self.crops[part]
+        )
 
 
 class Detector(Protocol):

@@ -148,9 +148,10 @@ class PlateReader:
         """
         height, width = self.input_hw
         canvas = np.full((len(images), height, width, 3), _PAD_VALUE, dtype=np.uint8)
-        shapes = []
+        shapes, crops = [], []
         for i, image in enumerate(images):
             crop = ensure_bgr(image)
+            crops.append(crop)
             h0, w0 = crop.shape[:2]
             gain = min(height / h0, width / w0)
             w1, h1 = max(round(w0 * gain), 1), max(round(h0 * gain), 1)
@@ -160,7 +161,8 @@ class PlateReader:
             # RGB here, per crop, costs a tenth of flipping the whole float batch afterwards.
             canvas[i, top : top + h1, left : left + w1] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             shapes.append((h0, w0))
-        return PlateBatch(pixels=self._detector.to_pixels(canvas), shapes=tuple(shapes))
+        pixels = self._detector.to_pixels(canvas)
+        return PlateBatch(pixels=pixels, shapes=tuple(shapes), crops=tuple(crops))
 
     def infer(self, batch: PlateBatch, *, confidence: float | None = None) -> list[OcrResult]:
         """Run the detector on a preprocessed batch: one reading per crop, in order."""
@@ -183,8 +185,9 @@ class PlateReader:
         return found
 
     def _reading(self, found: Detections, confidence: float) -> OcrResult:
-        # The stages after the detector, on Detections only: today ordering; a recogniser or
-        # fusion step goes here, between `detect` and the reading.
+        # The stages after the detector, on Detections only: today ordering. A recogniser goes
+        # between `detect` and here (batch.crops holds the decoded crops it reads), and a fusion
+        # step here, taking its output beside `found`.
         order = naive_order if self.naive else order_characters
         return order(found.xyxy, found.scores, found.classes, confidence=confidence)
 
