@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from plate_ocr.errors import ConfigError
 from schemas.reading import ModelInfo
-from worker.bundle import bundled_model_path
+from worker.bundle import bundled_model_path, file_sha256
 from worker.detections import Detections
 
 __all__ = [
@@ -101,14 +101,17 @@ def resolve_input_hw(imgsz: int, input_hw: tuple[int, int] | None) -> tuple[int,
 
 
 def choose_backend(backend: str, model_path: Path | None, device: str) -> str:
-    """The runtime a reader uses. `auto`: ONNX Runtime for the bundled model (or an `.onnx`
-    file) on the CPU, torch for any other `.pt` weights or a CUDA device. Never falls back:
+    """The runtime a reader uses. `auto`: ONNX Runtime for the bundled model (no path, its
+    path, or a byte-for-byte copy of it) or an `.onnx` file on the CPU; torch for any other
+    `.pt` weights or a CUDA device. Never falls back:
     a choice that cannot run here raises ConfigError with the install that fixes it.
     """
     onnx_file = model_path is not None and model_path.suffix == ".onnx"
-    bundled = model_path is None or model_path.resolve() == bundled_model_path()
+    bundled = model_path is None or _is_bundled(model_path)
+    why = f"the {backend} backend"
     if backend == AUTO:
         backend = LIGHT_BACKEND if device == "cpu" and (bundled or onnx_file) else "torch"
+        why = f"device {device!r}" if device != "cpu" else f"reading .pt weights ({model_path})"
     if backend == LIGHT_BACKEND:
         if device != "cpu":
             raise ConfigError(f"the {LIGHT_BACKEND} backend runs on the CPU; use --device cpu")
@@ -120,13 +123,24 @@ def choose_backend(backend: str, model_path: Path | None, device: str) -> str:
     elif backend in TORCH_BACKENDS:
         if onnx_file:
             raise ConfigError(f"{model_path} is an ONNX file: use --backend {LIGHT_BACKEND}")
-        require_torch(f"the {backend} backend")
+        require_torch(why)
     else:
         raise ConfigError(
             f"unknown backend {backend!r}: expected {AUTO}, {LIGHT_BACKEND} or "
             + ", ".join(TORCH_BACKENDS)
         )
     return backend
+
+
+def _is_bundled(path: Path) -> bool:
+    """The shipped weights: that file, or a copy of it (same bytes, so the same shipped ONNX)."""
+    shipped = bundled_model_path()
+    if path.resolve() == shipped:
+        return True
+    same_size = (
+        path.is_file() and shipped.is_file() and path.stat().st_size == shipped.stat().st_size
+    )
+    return same_size and file_sha256(path) == file_sha256(shipped)
 
 
 def require_torch(what: str) -> None:

@@ -15,6 +15,12 @@ def test_auto_runs_the_bundled_model_on_onnxruntime_on_the_cpu() -> None:
     assert choose_backend("auto", bundled_onnx_path(), "cpu") == "onnxruntime"
 
 
+def test_a_copy_of_the_bundled_weights_is_the_bundled_model(tmp_path: Path) -> None:
+    copy = tmp_path / "usa_plate_ocr.pt"
+    copy.write_bytes(bundled_model_path().read_bytes())
+    assert choose_backend("auto", copy, "cpu") == "onnxruntime"
+
+
 def test_auto_runs_other_weights_and_cuda_on_torch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     assert choose_backend("auto", tmp_path / "usa_plate_ocr.pt", "cpu") == "torch"

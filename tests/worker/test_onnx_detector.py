@@ -112,6 +112,7 @@ def test_asking_for_torch_without_it_says_which_extra_to_install(code: str) -> N
         f"try:\n    {code}\nexcept ConfigError as e:\n    print(e)\n"
     )
     assert done.returncode == 0, done.stderr
+    assert "needs torch and ultralytics" in done.stdout
     assert "pip install 'plate-ocr-stream[gpu]'" in done.stdout
 
 
