@@ -1,13 +1,16 @@
 """Do the fast paths read what the reference reads? Input shapes and backends on a labelled set.
 
-    python bench/agreement.py DIR [--model PATH] [--limit 300] [--backends onnx,openvino]
-        [--shapes 256x256,128x256,160x320] [--threads 1] [--device cuda:0 --backends engine]
+    python bench/agreement.py DIR [--model PATH] [--limit 300] [--backends onnxruntime,onnx]
+        [--shapes 256x256,128x256,160x320] [--threads 1] [--rounds 3]
+        [--device cuda:0 --backends engine]
 
 For every input shape (HxW; the first is the reference, torch) the accuracy and CER of
 `training.evaluate` on DIR/labels.csv; then, at the plate-shaped input, for every
 backend the share of plates read with exactly torch's text, and the largest difference of a
-character's confidence and box among those. An evaluation set stays where it is: nothing
-is copied or trained on.
+character's confidence and box among those. `onnxruntime` is the light install's runtime (the
+shipped ONNX, numpy NMS, no torch). Throughput: every backend reads the whole set once per
+round, the backends taking turns within each round, so a loaded machine slows them alike; the
+median round is reported. An evaluation set stays where it is: nothing is copied or trained on.
 """
 
 import argparse
@@ -64,11 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--limit", type=int, default=300)
-    p.add_argument("--backends", default="onnx,openvino")
+    p.add_argument("--backends", default="onnxruntime,onnx,openvino")
     p.add_argument("--shapes", default="256x256,128x256")
     p.add_argument("--device", default="cpu", help="cuda:0 for --backends engine")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3, help="throughput rounds, backends in turn")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -82,27 +86,48 @@ def main(argv: Sequence[str] | None = None) -> int:
                            max_pixels=1 << 26) for r in rows]  # fmt: skip
     report: dict[str, Any] = {"model": str(args.model), "plates": len(rows), "shapes": {}}
     for text in [s for s in args.shapes.split(",") if s]:
-        reader = PlateReader(args.model, device=args.device, input_hw=_shape(text))
+        reader = PlateReader(args.model, device=args.device, input_hw=_shape(text), backend="torch")
         scores = evaluate(reader, rows, batch_size=args.batch_size).overall
         _, rate = _read_all(reader, images, args.batch_size)
         report["shapes"][text] = {**scores.to_dict(), "plates_per_s": rate}
         print(
             f"{text:>8}: accuracy {scores.accuracy:.1%}, CER {scores.cer:.1%}, {rate:.1f} plates/s"
         )
-    reference = PlateReader(args.model, device=args.device)  # the plate-shaped default
-    ref, ref_rate = _read_all(reference, images, args.batch_size)
-    report["backends"] = {"torch": {"plates_per_s": ref_rate}}
-    print(f"backends at {reference.input_hw}: torch {ref_rate:.1f} plates/s")
+    # The plate-shaped default, on torch: the path every other runtime must agree with.
+    reference = PlateReader(args.model, device=args.device, backend="torch")
+    ref, _ = _read_all(reference, images, args.batch_size)
+    readers = {"torch": reference}
+    report["backends"] = {"torch": {}}
     for backend in [b for b in args.backends.split(",") if b]:
-        # onnx and openvino run on the CPU only; their reference is torch on the same device.
-        reader = PlateReader(args.model, device=args.device, backend=backend)
-        got, rate = _read_all(reader, images, args.batch_size)
-        found = _agreement(ref, got) | {"plates_per_s": rate}
-        report["backends"][backend] = found
-        print(f"{backend:>8}: {found['identical_texts']}/{found['plates']} identical texts "
-              f"({found['share']:.1%}), max conf diff {found['max_confidence_diff']:.1e}, max box "
-              f"diff {found['max_box_diff_px']:.1e} px, {rate:.1f} plates/s; "
-              f"differences {found['differences'][:8]}")  # fmt: skip
+        # onnx, openvino and onnxruntime run on the CPU only; the reference is torch there too.
+        threads = args.threads if backend == "onnxruntime" else None
+        reader = PlateReader(args.model, device=args.device, backend=backend, threads=threads)
+        got, _ = _read_all(reader, images, args.batch_size)
+        found = _agreement(ref, got)
+        readers[backend], report["backends"][backend] = reader, found
+        print(
+            f"{backend:>11}: {found['identical_texts']}/{found['plates']} identical texts "
+            f"({found['share']:.1%}), max conf diff {found['max_confidence_diff']:.1e}, "
+            f"max box diff {found['max_box_diff_px']:.1e} px; "
+            f"differences {found['differences'][:8]}"
+        )
+    rates: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(args.rounds):
+        for name, reader in readers.items():
+            rates[name].append(_read_all(reader, images, args.batch_size)[1])
+    print(
+        f"throughput at {reference.input_hw}, batch {args.batch_size}, {args.threads} "
+        f"thread(s), median of {args.rounds} interleaved rounds "
+        f"(load avg {os.getloadavg()[0]:.1f}):"
+    )
+    for name, found_rates in rates.items():
+        median = float(np.median(found_rates))
+        report["backends"][name] |= {"plates_per_s": median, "rounds_plates_per_s": found_rates}
+        ratio = median / float(np.median(rates["torch"]))
+        print(
+            f"{name:>11}: {median:.1f} plates/s ({ratio:.2f}x torch), rounds "
+            + ", ".join(f"{r:.1f}" for r in found_rates)
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

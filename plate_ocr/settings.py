@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     device: str = "cpu"
     confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
     imgsz: int = Field(default=256, ge=32, le=2048)
-    # The runtime (worker.backends): torch, or a cached ONNX/OpenVINO (CPU) or TensorRT (GPU)
-    # export of the same weights.
-    backend: str = Field(default="torch", pattern=r"^(torch|onnx|openvino|engine)$")
+    # The runtime (worker.detector.choose_backend). auto: the shipped ONNX on ONNX Runtime
+    # (onnxruntime, no torch) for the bundled model or an .onnx file on the CPU; torch for other
+    # .pt weights or CUDA. torch|onnx|openvino|engine (worker.backends) need the [gpu] extra.
+    backend: str = Field(default="auto", pattern=r"^(auto|onnxruntime|torch|onnx|openvino|engine)$")
 
     # Batching.
     batch_size: int = Field(default=32, ge=1, le=1024)

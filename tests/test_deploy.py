@@ -111,25 +111,40 @@ def test_workers_finish_in_flight_work_inside_the_stop_grace_period(
         assert service["stop_signal"] == "SIGTERM"
 
 
-def worker_requirement(package: str) -> str:
-    """The version specifier of `package` in pyproject's `worker` extra, e.g. '>=2.2,<=2.14.1'."""
+def extra(name: str) -> list[str]:
+    """The requirements of pyproject's extra `name`."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    for requirement in pyproject["project"]["optional-dependencies"]["worker"]:
+    found: list[str] = pyproject["project"]["optional-dependencies"][name]
+    return found
+
+
+def gpu_requirement(package: str) -> str:
+    """The version specifier of `package` in pyproject's `gpu` extra, e.g. '>=2.2,<=2.14.1'."""
+    for requirement in extra("gpu"):
         name = re.match(r"[A-Za-z0-9_.\-]+", requirement)
         if name is not None and name.group(0) == package:
             return str(requirement[name.end() :])
-    raise AssertionError(f"{package} is not in the worker extra")
+    raise AssertionError(f"{package} is not in the gpu extra")
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile.cuda", "Dockerfile.cpu"])
 @pytest.mark.parametrize("package", ["torch", "torchvision"])
-def test_dockerfiles_install_torch_inside_the_pyproject_cap(dockerfile: str, package: str) -> None:
-    text = (DEPLOY / dockerfile).read_text()
+def test_the_cuda_image_installs_torch_inside_the_pyproject_cap(package: str) -> None:
+    text = (DEPLOY / "Dockerfile.cuda").read_text()
     pinned = re.search(rf'"{package}==([^"]+)"', text)
     assert pinned is not None
-    assert pinned.group(1) in specifiers.SpecifierSet(worker_requirement(package))
-    assert 'pip install ".[worker]"' in text
+    assert pinned.group(1) in specifiers.SpecifierSet(gpu_requirement(package))
+    assert re.search(r'pip install "\.\[(worker|gpu)\]"', text)
     assert "USER " in text
+
+
+def test_the_cpu_image_is_the_light_install_without_torch() -> None:
+    text = (DEPLOY / "Dockerfile.cpu").read_text()
+    assert 'pip install ".[cpu]"' in text
+    assert "torch" not in text.replace("no torch", "") and "--index-url" not in text
+    assert "USER " in text
+    names = {re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for r in extra("cpu")}  # type: ignore[union-attr]
+    assert "onnxruntime" in names
+    assert not names & {"torch", "torchvision", "ultralytics", "plate-ocr-stream"}
 
 
 def test_the_cuda_image_is_built_on_an_nvidia_cuda_runtime() -> None:

@@ -84,3 +84,11 @@ def test_every_duration_carries_its_unit() -> None:
             w in name for w in ("ttl", "wait", "grace", "lease", "backoff", "interval")
         ):
             assert name.endswith(("_s", "_ms")), name
+
+
+def test_the_backend_defaults_to_auto_and_knows_the_light_runtime() -> None:
+    assert Settings.from_env({}).backend == "auto"
+    light = Settings.from_env({"PLATE_OCR_BACKEND": "onnxruntime"})
+    assert light.backend == "onnxruntime"
+    with pytest.raises(ValidationError):
+        Settings.from_env({"PLATE_OCR_BACKEND": "tensorflow"})

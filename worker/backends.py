@@ -4,6 +4,9 @@ Every backend takes one (N, 3, H, W) float batch at the reader's single input sh
 the raw detection head (N, 4 + 36, anchors); NMS, box scaling and character ordering stay in the
 engine, so the backends differ only in how the network itself is computed.
 
+The light install's runtime is not here: `onnxruntime` (worker.onnx_detector) runs the shipped
+ONNX with numpy NMS and no torch. These need the `[gpu]` extra (torch, ultralytics):
+
     torch     the checkpoint itself (Conv+BN fused), any device
     onnx      ONNX Runtime, CPU (needs the `export` extra: onnx, onnxruntime)
     openvino  OpenVINO, CPU (needs the `export` extra: openvino)

@@ -7,6 +7,7 @@ slowly, so an unavailable device is an error here, never a warning.
 import re
 
 from plate_ocr.errors import ConfigError, DeviceUnavailable
+from worker.detector import require_torch
 
 __all__ = ["resolve_device"]
 
@@ -29,6 +30,7 @@ def resolve_device(spec: str) -> str:
         raise ConfigError(f"device {spec!r} is not one of cpu, cuda, cuda:N or N")
     index = int(match.group(1))
 
+    require_torch(f"device {spec!r}")  # the light [cpu] install has no CUDA runtime
     import torch  # only a GPU request pays for importing torch here
 
     if not torch.cuda.is_available():

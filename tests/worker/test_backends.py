@@ -104,7 +104,8 @@ def test_an_exported_backend_computes_what_torch_does_and_is_cached(
     batch = sevens.preprocess(_crops())
     # The head's raw output, not the readings: this model scores every anchor alike, so NMS
     # ties break on float noise. Boxes are in input pixels, scores in 0-1.
-    got, want = exported._runtime(batch.pixels), sevens._runtime(batch.pixels)[0]  # torch: (y, x)
+    got = exported._detector._runtime(batch.pixels)  # type: ignore[attr-defined]
+    want = sevens._detector._runtime(batch.pixels)[0]  # type: ignore[attr-defined]  # torch: (y, x)
     assert got.shape == want.shape == (4, 40, 672)
     assert torch.allclose(got[:, :4], want[:, :4], atol=0.05)
     assert torch.allclose(got[:, 4:], want[:, 4:], atol=1e-3)
