@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="weights (default: bundled)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda:N")
     p.add_argument("--json", action="store_true", help="print the seed-compatible dict")
+    p.add_argument(
+        "--reader",
+        choices=("fused", "detector"),
+        default=None,
+        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
+        "detector (the character detector alone)",
+    )
 
     p = sub.add_parser("worker", help="read the queue and publish readings, on one device")
     p.add_argument("--device", default=None, help="cpu or cuda:N (never falls back)")
@@ -106,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="auto (default: onnxruntime for the bundled model on the CPU, else torch), "
         "onnxruntime, torch, onnx, openvino, engine",
+    )
+    p.add_argument(
+        "--reader",
+        choices=("fused", "detector"),
+        default=None,
+        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
+        "detector (the character detector alone)",
     )
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
 
@@ -162,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--naive", action="store_true", help="left-to-right sort only (no post-proc)")
     p.add_argument(
+        "--reader",
+        choices=("fused", "detector"),
+        default=None,
+        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
+        "detector (the character detector alone)",
+    )
+    p.add_argument(
         "--json",
         dest="json_out",
         type=Path,
@@ -190,7 +211,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "read":
         from worker.compat import run_read
 
-        settings = _settings(args, device=args.device, model_path=args.model)
+        settings = _settings(args, device=args.device, model_path=args.model, reader=args.reader)
         conf = args.conf if args.conf is not None else settings.confidence
         return run_read(settings, args.images, confidence=conf, as_json=args.json)
     if cmd == "worker":
@@ -203,6 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms,
             model_path=args.model_path,
             backend=args.backend,
+            reader=args.reader,
         )
         return run_worker(settings, devices=args.devices, burst=args.burst)
     if cmd == "enqueue":
@@ -245,7 +267,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "eval":
         from training.evaluate import run_eval
 
-        settings = _settings(args, device=args.device, model_path=args.model)
+        settings = _settings(args, device=args.device, model_path=args.model, reader=args.reader)
         return run_eval(
             settings,
             args.dir,

@@ -7,7 +7,7 @@ Nothing else in the code reads the environment. Tests build `Settings(...)` dire
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(default=None, description="None: the bundled model")
     device: str = "cpu"
     confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
+    # fused: the detector locates the serial, PP-OCR's line recogniser reads it, both fused
+    # (worker.two_stage); detector: the character detector alone (one model).
+    reader: Literal["fused", "detector"] = "fused"
     imgsz: int = Field(default=256, ge=32, le=2048)
     # The runtime (worker.detector.choose_backend). auto: the shipped ONNX on ONNX Runtime
     # (onnxruntime, no torch) for the bundled model or an .onnx file on the CPU; torch for other

@@ -7,6 +7,7 @@ from schemas.codes import ErrorCode
 from schemas.job import DetectorBox, PlateJob
 from schemas.json_schema import json_schema, json_schemas
 from schemas.reading import (
+    Candidate,
     CharacterReading,
     ModelInfo,
     PlateReading,
@@ -18,6 +19,7 @@ from schemas.version import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Candidate",
     "CharacterReading",
     "DetectorBox",
     "ErrorCode",

@@ -13,6 +13,7 @@ from schemas.version import SCHEMA_VERSION, SCHEMA_VERSION_PATTERN
 __all__ = [
     "CONFIDENCE_DECIMALS",
     "MS_DECIMALS",
+    "Candidate",
     "CharacterReading",
     "ModelInfo",
     "PlateReading",
@@ -53,6 +54,13 @@ class CharacterReading(_Frozen):
     row: int = Field(ge=0, description="0 for the top (or only) row, 1 for the bottom row")
 
 
+class Candidate(_Frozen):
+    """One of the top plate strings (OpenALPR's topN), with its probability."""
+
+    text: str = Field(pattern=r"^[0-9A-Z]*$")
+    confidence: Confidence = Field(description="posterior probability among the candidates")
+
+
 class ModelInfo(_Frozen):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -80,9 +88,12 @@ def _error_iff_status_error_schema(schema: JsonDict) -> None:
 class PlateReading(_Frozen):
     """What the worker read from one crop (or why it could not).
 
-    `confidence` is the plate-level confidence: the lowest character confidence, because a plate
-    is only as right as its least certain character; 0.0 when nothing was read.
-    `rows` is 1 or 2 for a plate with characters and 0 when nothing was read.
+    `confidence` is the plate-level confidence, calibrated: an estimate of the probability that
+    the whole text is exactly right (worker.calibration); 0.0 when nothing was read.
+    `candidates` are the top plate strings with their probabilities, best first (the first is
+    `text`). `rows` is 1 or 2 for a plate with characters and 0 when nothing was read.
+    `model` is the character detector; `recogniser` the line recogniser that read the serial
+    with it (null when the detector read alone).
     """
 
     model_config = ConfigDict(json_schema_extra=_error_iff_status_error_schema)
@@ -94,7 +105,9 @@ class PlateReading(_Frozen):
     confidence: Confidence = 0.0
     characters: tuple[CharacterReading, ...] = ()
     rows: int = Field(default=0, ge=0, le=2)
+    candidates: tuple[Candidate, ...] = ()
     model: ModelInfo
+    recogniser: ModelInfo | None = None
     device: str
     worker_id: str
     camera_id: str | None = None

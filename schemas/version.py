@@ -7,7 +7,7 @@ from typing import Final
 
 __all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_PATTERN", "is_compatible"]
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"  # 1.1: candidates, recogniser
 # The versions `is_compatible` accepts, for the JSON Schema: the same major, any minor.
 SCHEMA_VERSION_PATTERN: Final = rf"^{SCHEMA_VERSION.split('.', 1)[0]}\.[0-9]+$"
 

@@ -169,6 +169,7 @@ def test_the_public_names_are_pinned() -> None:
     assert sorted(schemas.__all__) == sorted(
         [
             "SCHEMA_VERSION",
+            "Candidate",
             "CharacterReading",
             "DetectorBox",
             "ErrorCode",

@@ -70,7 +70,12 @@ class BatchWorker:
             lease_s=settings.lease_s,
             interval_s=settings.recovery_interval_s,
         )
-        self._readings = ReadingFactory(reader.model_info, reader.device, name)
+        self._readings = ReadingFactory(
+            reader.model_info,
+            reader.device,
+            name,
+            recogniser=getattr(reader, "recogniser_info", None),  # the fused reader's second model
+        )
         self._decoder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="decode")
         # One per thread (taking, publishing): building one reseeds a Random, ~0.3 ms a batch.
         self._take_backoff = Backoff(max_s=settings.reconnect_max_backoff_s)

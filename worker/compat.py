@@ -20,6 +20,7 @@ from plate_ocr.settings import Settings
 from worker.engine import PlateReader
 from worker.image import BgrImage, decode_image, load_path
 from worker.postprocess import OcrResult
+from worker.two_stage import ReaderKind
 
 __all__ = ["read_plate", "read_plate_bytes", "run_read", "seed_main", "seed_result"]
 
@@ -42,9 +43,11 @@ def read_plate(
     model_path: str | Path | None = None,
     *,
     device: str = "cpu",
+    reader: ReaderKind = "fused",
 ) -> dict[str, Any]:
     """Read one cropped plate, returning the seed's dict. The model is loaded once per
-    (model path, device) and reused by later calls.
+    (model path, device, reader) and reused by later calls. `reader="detector"` reads with the
+    character detector alone, as the seed did.
 
     Raises FileNotFoundError for a missing image (as the seed did), JobError for an image that
     cannot be decoded, ModelError for missing or wrong weights.
@@ -52,7 +55,7 @@ def read_plate(
     path = Path(image_path)
     if not path.exists():
         raise FileNotFoundError(f"Image not found: {path}")
-    return seed_result(_reader(model_path, device).read(path, confidence=confidence))
+    return seed_result(_reader(model_path, device, reader).read(path, confidence=confidence))
 
 
 def read_plate_bytes(
@@ -61,12 +64,13 @@ def read_plate_bytes(
     model_path: str | Path | None = None,
     *,
     device: str = "cpu",
+    reader: ReaderKind = "fused",
 ) -> dict[str, Any]:
     """`read_plate` for encoded image bytes (what an inline job carries), same dict, same cache.
 
     Raises JobError for bytes that are not a readable image (or over the default limits).
     """
-    return seed_result(_reader(model_path, device).read(data, confidence=confidence))
+    return seed_result(_reader(model_path, device, reader).read(data, confidence=confidence))
 
 
 def seed_result(result: OcrResult) -> dict[str, Any]:
@@ -140,13 +144,13 @@ def _decode_file(path: Path, settings: Settings) -> BgrImage:
     )
 
 
-def _reader(model_path: str | Path | None, device: str) -> PlateReader:
+def _reader(model_path: str | Path | None, device: str, reader: ReaderKind) -> PlateReader:
     # One cache entry per file, however the caller spells its path.
     key = str(Path(model_path).resolve()) if model_path is not None else None
-    return _cached_reader(key, device)
+    return _cached_reader(key, device, reader)
 
 
 @lru_cache(maxsize=4)
-def _cached_reader(model_path: str | None, device: str) -> PlateReader:
+def _cached_reader(model_path: str | None, device: str, reader: ReaderKind) -> PlateReader:
     # imgsz=None: the size the weights were trained at, which the seed's plain YOLO call used.
-    return PlateReader(model_path, device=device, imgsz=None)
+    return PlateReader(model_path, device=device, imgsz=None, reader=reader)

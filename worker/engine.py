@@ -25,13 +25,18 @@ import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import DEFAULT_CONFIDENCE
+from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
+from schemas.reading import ModelInfo
 from worker.bundle import BUNDLED_MODEL_NAME, bundled_model_path
+from worker.calibration import Calibration
 from worker.detections import Detections
 from worker.detector import LIGHT_BACKEND, Detector, PlateBatch, choose_backend, plate_input_hw
 from worker.device import resolve_device
 from worker.image import BgrImage, decode_image, ensure_bgr, load_path
-from worker.postprocess import OcrResult, naive_order, order_characters
+from worker.postprocess import OcrResult
+from worker.recogniser import LineRecogniser
+from worker.two_stage import READERS, ReaderKind, ReadingSteps
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -53,8 +58,12 @@ _PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trai
 
 
 class PlateReader:
-    """Reads cropped plates with a 36-class (0-9, A-Z) YOLO character detector.
+    """Reads cropped plates: a 36-class (0-9, A-Z) YOLO character detector, and by default
+    PP-OCR's line recogniser on the serial region it finds, the two fused (worker.two_stage).
 
+    `reader="detector"` reads with the detector alone (one model, as the seed did: the
+    original `usa_plate_ocr.pt` reads exactly as before, with candidates and a calibrated
+    plate confidence added).
     `imgsz=None` uses the size the weights were trained at. `input_hw` overrides the
     plate-shaped input derived from imgsz (`(imgsz, imgsz)` reads on the old square input).
     `naive=True` orders characters like the seed did (left to right, no duplicate suppression,
@@ -73,6 +82,7 @@ class PlateReader:
         imgsz: int | None = 256,
         input_hw: tuple[int, int] | None = None,
         naive: bool = False,
+        reader: ReaderKind = "fused",
         backend: str = "auto",
         max_batch: int = 64,
         cache_dir: Path | None = None,
@@ -99,6 +109,13 @@ class PlateReader:
         self.imgsz = self._detector.imgsz
         self.input_hw = self._detector.input_hw
         self.naive = naive
+        if reader not in READERS:
+            raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
+        self.reader: ReaderKind = reader
+        self.recogniser = LineRecogniser(threads=threads) if reader == "fused" else None
+        self._steps = ReadingSteps(
+            reader, recogniser=self.recogniser, calibration=Calibration.load(), naive=naive
+        )
         self.max_batch = max_batch
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
@@ -107,15 +124,21 @@ class PlateReader:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, imgsz: int | None = None, naive: bool = False
+        cls,
+        settings: Settings,
+        *,
+        imgsz: int | None = None,
+        naive: bool = False,
+        reader: ReaderKind | None = None,
     ) -> "PlateReader":
-        """A reader configured from the settings; `imgsz` overrides `settings.imgsz`."""
+        """A reader configured from the settings; `imgsz` and `reader` override theirs."""
         return cls(
             settings.model_path,
             device=settings.device,
             confidence=settings.confidence,
             imgsz=imgsz if imgsz is not None else settings.imgsz,
             naive=naive,
+            reader=reader if reader is not None else settings.reader,
             backend=settings.backend,
             max_batch=settings.batch_size,
             max_image_bytes=settings.max_image_bytes,
@@ -165,12 +188,20 @@ class PlateReader:
         return PlateBatch(pixels=pixels, shapes=tuple(shapes), crops=tuple(crops))
 
     def infer(self, batch: PlateBatch, *, confidence: float | None = None) -> list[OcrResult]:
-        """Run the detector on a preprocessed batch: one reading per crop, in order."""
+        """Run the stages on a preprocessed batch: one reading per crop, in order."""
         if not len(batch):
             return []
+        if self.reader == "fused" and not self.naive and len(batch.crops) != len(batch):
+            raise ValueError("the fused reader needs the batch's crops (build it with preprocess)")
         threshold = self.confidence if confidence is None else confidence
-        found = self.detect(batch, confidence=threshold)
-        return [self._reading(detections, threshold) for detections in found]
+        floor = self._steps.detector_confidence_floor
+        found = self.detect(batch, confidence=threshold if floor is None else min(floor, threshold))
+        return self._steps.read(batch.crops, found, confidence=threshold)
+
+    @property
+    def recogniser_info(self) -> ModelInfo | None:
+        """The second stage's model (None when reading with the detector alone)."""
+        return self.recogniser.model_info if self.recogniser is not None else None
 
     def detect(self, batch: PlateBatch, *, confidence: float | None = None) -> list[Detections]:
         """The detector stage alone: one `Detections` per crop, in crop pixels."""
@@ -183,13 +214,6 @@ class PlateReader:
                     batch[start : start + self.max_batch], confidence=confidence
                 )
         return found
-
-    def _reading(self, found: Detections, confidence: float) -> OcrResult:
-        # The stages after the detector, on Detections only: today ordering. A recogniser goes
-        # between `detect` and here (batch.crops holds the decoded crops it reads), and a fusion
-        # step here, taking its output beside `found`.
-        order = naive_order if self.naive else order_characters
-        return order(found.xyxy, found.scores, found.classes, confidence=confidence)
 
     def _to_array(self, image: ImageInput) -> BgrImage:
         if isinstance(image, np.ndarray):

@@ -23,6 +23,7 @@ class NullResult:
     confidence: float
     characters: tuple[CharacterReading, ...]
     rows: int
+    candidates: tuple[tuple[str, float], ...] = ()
 
 
 class NullReader:

@@ -1,11 +1,20 @@
 """Building `PlateReading`s: the one place that fills in the contract from what the worker knows."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from plate_ocr.errors import JobError
-from schemas import CharacterReading, ModelInfo, PlateReading, ReadingError, Timings, reading_id_for
+from schemas import (
+    Candidate,
+    CharacterReading,
+    ModelInfo,
+    PlateReading,
+    ReadingError,
+    Timings,
+    reading_id_for,
+)
 from worker.intake import Envelope
 
 __all__ = ["ReadingFactory", "Recognition"]
@@ -22,6 +31,8 @@ class Recognition(Protocol):
     def characters(self) -> tuple[CharacterReading, ...]: ...
     @property
     def rows(self) -> int: ...
+    @property
+    def candidates(self) -> tuple[tuple[str, float], ...]: ...
 
 
 def _ms_since(start: datetime | None, end: datetime) -> float:
@@ -30,11 +41,23 @@ def _ms_since(start: datetime | None, end: datetime) -> float:
 
 @dataclass(frozen=True)
 class ReadingFactory:
-    """Stamps the worker's identity (model, device, worker id) on every reading."""
+    """Stamps the worker's identity (models, device, worker id) on every reading.
+
+    Reading ids derive from the job and the weights; with a recogniser, from both models' hashes,
+    so reading a job with another pair of models is a new reading, and retrying it is not.
+    """
 
     model: ModelInfo
     device: str
     worker_id: str
+    recogniser: ModelInfo | None = None
+
+    @property
+    def models_sha256(self) -> str:
+        if self.recogniser is None:
+            return self.model.sha256
+        pair = f"{self.model.sha256}+{self.recogniser.sha256}".encode()
+        return hashlib.sha256(pair).hexdigest()
 
     def ok(
         self,
@@ -57,6 +80,7 @@ class ReadingFactory:
             confidence=result.confidence,
             characters=result.characters,
             rows=result.rows,
+            candidates=tuple(Candidate(text=t, confidence=p) for t, p in result.candidates),
         )
 
     def error(
@@ -91,8 +115,9 @@ class ReadingFactory:
         created_at = datetime.now(UTC)
         return PlateReading(
             job_id=envelope.job_id,
-            reading_id=reading_id_for(envelope.job_id, self.model.sha256),
+            reading_id=reading_id_for(envelope.job_id, self.models_sha256),
             model=self.model,
+            recogniser=self.recogniser,
             device=self.device,
             worker_id=self.worker_id,
             camera_id=envelope.camera_id,

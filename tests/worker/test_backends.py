@@ -17,7 +17,7 @@ from worker.postprocess import order_characters
 
 @pytest.fixture(scope="module")
 def sevens(sevens_model_path: Path) -> PlateReader:
-    return PlateReader(sevens_model_path, imgsz=256)
+    return PlateReader(sevens_model_path, reader="detector", imgsz=256)
 
 
 def _crops() -> list[np.ndarray]:
@@ -66,16 +66,18 @@ def test_readings_match_ultralytics_predict_at_the_same_input(
     )
     for result, reading in zip(expected, sevens.read_arrays(crops), strict=True):
         boxes = result.boxes
-        assert reading.text and reading == order_characters(
+        ordered = order_characters(
             boxes.xyxy.cpu().numpy(),
             boxes.conf.cpu().numpy(),
             boxes.cls.cpu().numpy(),
             confidence=sevens.confidence,
         )
+        assert reading.text and reading.text == ordered.text
+        assert reading.characters == ordered.characters and reading.rows == ordered.rows
 
 
 def test_a_batch_over_max_batch_is_split_and_reads_the_same(sevens_model_path: Path) -> None:
-    small = PlateReader(sevens_model_path, imgsz=256, max_batch=2)
+    small = PlateReader(sevens_model_path, reader="detector", imgsz=256, max_batch=2)
     crops = _crops()
     assert small.read_arrays(crops) == [small.read(c) for c in crops]
 
@@ -100,7 +102,9 @@ def test_an_exported_backend_computes_what_torch_does_and_is_cached(
     backend: str, sevens: PlateReader, sevens_model_path: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
-    exported = PlateReader(sevens_model_path, imgsz=256, backend=backend, cache_dir=tmp_path)
+    exported = PlateReader(
+        sevens_model_path, reader="detector", imgsz=256, backend=backend, cache_dir=tmp_path
+    )
     batch = sevens.preprocess(_crops())
     # The head's raw output, not the readings: this model scores every anchor alike, so NMS
     # ties break on float noise. Boxes are in input pixels, scores in 0-1.
@@ -114,6 +118,8 @@ def test_an_exported_backend_computes_what_torch_does_and_is_cached(
         input_hw=sevens.input_hw, max_batch=64, cache_dir=tmp_path,
     )  # fmt: skip
     stamp = made.stat().st_mtime_ns
-    PlateReader(sevens_model_path, imgsz=256, backend=backend, cache_dir=tmp_path)
+    PlateReader(
+        sevens_model_path, reader="detector", imgsz=256, backend=backend, cache_dir=tmp_path
+    )
     assert made.stat().st_mtime_ns == stamp  # reused, not exported again
     assert [p.name for p in tmp_path.iterdir()] == [made.parent.name]  # no scratch left behind

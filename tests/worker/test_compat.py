@@ -49,8 +49,8 @@ def test_seed_result_has_the_seed_shape_with_x_as_the_left_edge() -> None:
 def test_read_plate_loads_the_model_once(sevens_model_path: Path, tmp_path: Path) -> None:
     image = _png(tmp_path / "plate.png")
     compat._cached_reader.cache_clear()
-    first = compat.read_plate(image, 0.25, model_path=sevens_model_path)
-    second = compat.read_plate(str(image), model_path=str(sevens_model_path))
+    first = compat.read_plate(image, 0.25, model_path=sevens_model_path, reader="detector")
+    second = compat.read_plate(str(image), model_path=str(sevens_model_path), reader="detector")
     assert first == second and set(first["text"]) == {"7"}
     assert compat._cached_reader.cache_info().misses == 1
 
@@ -62,7 +62,7 @@ def test_read_plate_raises_file_not_found_like_the_seed(tmp_path: Path) -> None:
 
 @pytest.fixture
 def read_settings(sevens_model_path: Path) -> Settings:
-    return Settings(model_path=sevens_model_path, imgsz=128, batch_size=2)
+    return Settings(model_path=sevens_model_path, imgsz=128, batch_size=2, reader="detector")
 
 
 def test_run_read_prints_every_readable_image_and_reports_the_rest(
@@ -137,8 +137,10 @@ def test_importing_worker_is_cheap_and_exposes_the_api_lazily() -> None:
 
 def test_read_plate_bytes_reads_inline_images(sevens_model_path: Path, tmp_path: Path) -> None:
     data = _png(tmp_path / "plate.png").read_bytes()
-    result = compat.read_plate_bytes(data, model_path=sevens_model_path)
-    assert result == compat.read_plate(tmp_path / "plate.png", model_path=sevens_model_path)
+    result = compat.read_plate_bytes(data, model_path=sevens_model_path, reader="detector")
+    assert result == compat.read_plate(
+        tmp_path / "plate.png", model_path=sevens_model_path, reader="detector"
+    )
     with pytest.raises(JobError) as e:
         compat.read_plate_bytes(b"", model_path=sevens_model_path)
     assert e.value.code is ErrorCode.EMPTY_IMAGE

@@ -17,7 +17,7 @@ from worker.postprocess import OcrResult
 
 @pytest.fixture(scope="module")
 def sevens(sevens_model_path: Path) -> PlateReader:
-    return PlateReader(sevens_model_path, imgsz=128)
+    return PlateReader(sevens_model_path, reader="detector", imgsz=128)
 
 
 def _plate() -> np.ndarray:
@@ -71,7 +71,9 @@ def test_detections_become_ordered_characters(sevens: PlateReader) -> None:
     result = sevens.read(_plate())
     assert result.text and set(result.text) == {"7"}
     assert result.rows in (1, 2)
-    assert result.confidence == min(c.confidence for c in result.characters) > 0.25
+    assert result.features is not None
+    assert result.features.min_char == min(c.confidence for c in result.characters) > 0.25
+    assert 0.0 < result.confidence <= 1.0  # calibrated (worker.calibration), not the raw minimum
     for c in result.characters:
         x1, y1, x2, y2 = c.box
         assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 48  # crop pixels, not letterbox pixels
@@ -114,7 +116,7 @@ def test_a_bad_image_raises_its_job_error(sevens: PlateReader) -> None:
 def test_naive_reader_keeps_every_box_sorted_by_left_edge(
     sevens: PlateReader, sevens_model_path: Path
 ) -> None:
-    naive = PlateReader(sevens_model_path, imgsz=128, naive=True)
+    naive = PlateReader(sevens_model_path, reader="detector", imgsz=128, naive=True)
     seed = naive.read(_plate())
     assert len(seed.text) > len(sevens.read(_plate()).text)
     lefts = [c.box[0] for c in seed.characters]
