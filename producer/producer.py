@@ -209,11 +209,14 @@ class PlateProducer:
         def read() -> list[Any]:
             pipe = self._redis.pipeline(transaction=True)
             key = f"{RQ_JOB_KEY_PREFIX}{job_id}"
-            pipe.hmget(key, "status", "created_at", ENDED_FIELD, ENTRY_FIELD, REQUEUES_FIELD)
+            pipe.hmget(
+                key, "status", "created_at", "ended_at", ENDED_FIELD, ENTRY_FIELD, REQUEUES_FIELD
+            )
             pipe.xrevrange(stream, count=1)
             return pipe.execute()
 
-        (status, created_at, ended, entry, requeues), newest = self._retry(read, "HMGET job")
+        fields, newest = self._retry(read, "HMGET job")
+        status, created_at, ended_at, ended, entry, requeues = fields
         if status is None:
             return None, cursor
         if status in _ENDED or (ended and ended != created_at):  # ended, or re-submitted since
@@ -223,7 +226,7 @@ class PlateProducer:
                     if fields.get(b"job_id") == job_id.encode():
                         return parse_entry(fields), cursor
             return None, cursor  # trimmed, or from a worker that did not note it: scan
-        if (ended and ended == created_at) or int(requeues or 0) > 0:
+        if (ended and ended == created_at and not ended_at) or int(requeues or 0) > 0:
             # Requeued by a person, its new reading still to come: after the stream's end now.
             return None, newest[0][0] if newest else b"0-0"
         return None, cursor

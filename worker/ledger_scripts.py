@@ -20,11 +20,12 @@ __all__ = ["FINISH", "RETRY", "START"]
 #       already moved to the intermediate list by a blocking BLMOVE.
 # Ids popped here go straight from the queue to started: the script is atomic, so they never
 # sit anywhere a crash could strand them.
-# A job whose reading was published (ended field == its created_at) that is queued again was
-# requeued by a person (rq requeue, rq-dashboard): a new attempt, counted in `requeues`, with a
-# fresh attempt budget, whose reading supersedes the last one. A re-submission of the same job id
-# by a producer has a new created_at and stays the same attempt; our own retries and recoveries
-# never end a job, so they stay the same attempt too (the same reading_id, published once).
+# A job whose reading was published (ended field == its created_at) that is queued again with
+# RQ's ended_at cleared was requeued by a person (RQ's registry requeue: rq requeue,
+# rq-dashboard): a new attempt, counted in `requeues`, with a fresh attempt budget, whose reading
+# supersedes the last one. A re-submission of the same job id by a producer has a new created_at
+# and stays the same attempt; our own retries and recoveries never end a job nor clear ended_at,
+# so they stay the same attempt too (the same reading_id, published once).
 # A job already ended with its reading published is a stale queue entry (a recovery that raced
 # a slow worker's publish): dropped.
 # Returns, per id: {job_id, execution_id, data, attempts, requeues, supersedes, by_hand (0|1)},
@@ -52,7 +53,7 @@ local out = {}
 for n, job_id in ipairs(ids) do
   local job_key = job_prefix .. job_id
   local f = redis.call('HMGET', job_key, 'data', attempts_field, 'status', 'created_at',
-                       ended_field, requeues_field, supersedes_field, reading_field)
+                       ended_field, requeues_field, supersedes_field, reading_field, 'ended_at')
   local ended = f[5] and f[5] ~= ''
   if not f[1] then
     table.insert(out, {job_id})
@@ -61,7 +62,7 @@ for n, job_id in ipairs(ids) do
   else
     local attempts, requeues = tonumber(f[2] or '0'), tonumber(f[6] or '0')
     local supersedes, by_hand = f[7] or '', 0
-    if ended and f[5] == f[4] then
+    if ended and f[5] == f[4] and (not f[9] or f[9] == '') then
       requeues, supersedes, attempts, by_hand = requeues + 1, f[8] or '', 0, 1
       redis.call('HSET', job_key, requeues_field, requeues, supersedes_field, supersedes,
                  attempts_field, 0)
