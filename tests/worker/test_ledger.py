@@ -5,7 +5,7 @@ shows are true. The real loop, the real Redis, RQ's real command line."""
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +20,7 @@ from plate_ocr.settings import Settings
 from producer import PlateProducer, encode_png
 from schemas import ErrorCode, PlateReading
 from worker.batch_worker import BatchWorker
-from worker.null_reader import NullReader
+from worker.null_reader import NullReader, NullResult
 from worker.recovery import Recovery
 
 pytestmark = pytest.mark.redis
@@ -140,7 +140,7 @@ def test_a_requeued_attempt_recovered_from_a_dead_worker_and_retried_publishes_o
     class FlakyOnce(NullReader):
         calls = 0
 
-        def read_arrays(self, images):  # type: ignore[no-untyped-def]
+        def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
             FlakyOnce.calls += 1
             if FlakyOnce.calls == 1:
                 raise RuntimeError("CUDA out of memory")
