@@ -138,9 +138,10 @@ class Ledger:
         Should the key have expired meanwhile (Redis was away longer), write it out again
         rather than leave a hash of one field."""
         with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(self.rq_worker.key, "birth")
             self.rq_worker.heartbeat(WORKER_TTL_S, pipeline=pipe)
-            created = pipe.execute()[0]
-        if created:
+            registered = pipe.execute()[0]
+        if not registered:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self.rq_worker.key, mapping=self.rq_worker.serialize())
                 pipe.expire(self.rq_worker.key, WORKER_TTL_S)

@@ -15,6 +15,7 @@ import redis
 from rq import Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
+from plate_ocr.constants import WORKER_TTL_S
 from plate_ocr.errors import ReadingTimeout
 from plate_ocr.settings import Settings
 from producer import PlateProducer, encode_png
@@ -182,3 +183,20 @@ def test_total_working_time_is_the_time_spent_reading_not_each_jobs_wait(
     assert stats is not None and stats.successful_job_count == 32
     # Four model calls of 0.1 s; never more than the worker was alive.
     assert 0.4 <= stats.total_working_time <= wall_s
+
+
+def test_a_heartbeat_after_the_worker_key_expired_lists_the_worker_again(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    worker = BatchWorker(settings, reader=NullReader(), connection=redis_client)
+    worker.ledger.register_birth()
+    key = worker.ledger.rq_worker.key
+    assert 0 < cast(int, redis_client.ttl(key)) <= WORKER_TTL_S
+    redis_client.delete(key)  # Redis was away for longer than the worker TTL
+    assert Worker.all(connection=redis_client) == []
+
+    worker.ledger.heartbeat()
+
+    (listed,) = Worker.all(connection=redis_client)
+    assert listed.name == worker.ledger.name and listed.birth_date is not None
+    assert 0 < cast(int, redis_client.ttl(key)) <= WORKER_TTL_S
