@@ -12,25 +12,34 @@ __all__ = [
     "DEFAULT_CONFIDENCE",
     "DEFAULT_QUEUE",
     "DEFAULT_RESULTS_STREAM",
+    "ENDED_FIELD",
+    "ENTRY_FIELD",
     "JOB_FUNC_NAME",
+    "LEASES_KEY_PREFIX",
     "MAX_BLOCK_MS",
     "PRODUCER_RECONNECT_DEADLINE_S",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_S",
+    "READING_FIELD",
     "RECONNECT_BASE_BACKOFF_S",
     "REDIS_CONNECT_TIMEOUT_S",
     "REDIS_HEALTH_CHECK_INTERVAL_S",
     "REDIS_IMAGE_KEY_PREFIX",
     "REDIS_IMAGE_TTL_S",
     "REDIS_SOCKET_TIMEOUT_S",
+    "REQUEUES_FIELD",
     "RQ_EXECUTIONS_KEY_PREFIX",
     "RQ_EXECUTION_KEY_PREFIX",
     "RQ_JOB_KEY_PREFIX",
     "RQ_QUEUES_KEY",
     "RQ_QUEUE_KEY_PREFIX",
     "RQ_RESULTS_KEY_PREFIX",
+    "RQ_STARTED_GRACE_S",
+    "SUPERSEDES_FIELD",
     "WAIT_CURSORS_MAX",
+    "WORKER_HEARTBEAT_INTERVAL_S",
     "WORKER_HEARTBEAT_KEY_PREFIX",
+    "WORKER_TTL_S",
 ]
 
 # The 36 classes of the seed model, in its class-id order: digits 0-9 then letters A-Z.
@@ -55,6 +64,22 @@ RQ_RESULTS_KEY_PREFIX: Final = "rq:results:"  # + job_id
 # from a dead worker, or requeued after a failed model call). Bounded by settings.max_attempts.
 ATTEMPTS_FIELD: Final = "plate_ocr_attempts"
 
+# The lease on a started job is ours, in a sorted set of our own ("job_id:execution_id" -> the
+# lease's end, epoch s), + queue name. RQ's started registry gets a later score: RQ's clean-up
+# (run by `rq info`, rq-dashboard, anything that counts that registry) fails every entry whose
+# score has passed as AbandonedJobError, with no reading; it must not do so while a live worker
+# may still publish (two leases: one to read, one to ride out a Redis outage while publishing),
+# and our recovery sweep has requeued a dead worker's jobs long before then.
+LEASES_KEY_PREFIX: Final = "plate-ocr:leases:"
+RQ_STARTED_GRACE_S: Final = 60  # RQ's score: two leases plus this
+
+# Our fields in RQ's job hash, written with the reading (see worker/ledger_scripts.py):
+ENDED_FIELD: Final = "plate_ocr_ended"  # the job's created_at when its reading was published
+READING_FIELD: Final = "plate_ocr_reading"  # the reading_id last published for the job
+ENTRY_FIELD: Final = "plate_ocr_entry"  # that reading's entry id on the results stream
+REQUEUES_FIELD: Final = "plate_ocr_requeues"  # times a person requeued the job after it ended
+SUPERSEDES_FIELD: Final = "plate_ocr_supersedes"  # the reading_id this attempt's reading replaces
+
 # Idempotency marker: set (NX) atomically with the stream entry, so a retried job never publishes
 # a second reading. Kept a day; readings of a job re-submitted after that are new readings.
 PUBLISHED_KEY_PREFIX: Final = "plate-ocr:published:"
@@ -65,6 +90,12 @@ REDIS_IMAGE_KEY_PREFIX: Final = "plate-ocr:image:"
 REDIS_IMAGE_TTL_S: Final = 3600
 
 WORKER_HEARTBEAT_KEY_PREFIX: Final = "plate-ocr:worker:"
+
+# A worker's RQ key (what `rq info` and rq-dashboard list) lives WORKER_TTL_S past its last
+# heartbeat, sent every WORKER_HEARTBEAT_INTERVAL_S by a thread of its own, so a killed worker
+# drops off the list within WORKER_TTL_S while a live one survives two missed beats.
+WORKER_TTL_S: Final = 15
+WORKER_HEARTBEAT_INTERVAL_S: Final = 5.0
 
 # Connections. Every blocking read (XREAD BLOCK, BLMOVE ...) is cut into slices of at most
 # MAX_BLOCK_MS so that it always returns well inside the socket timeout (a longer block would be

@@ -38,11 +38,14 @@ from plate_ocr.connection import (
     retry_on_disconnect,
 )
 from plate_ocr.constants import (
+    ENDED_FIELD,
+    ENTRY_FIELD,
     JOB_FUNC_NAME,
     MAX_BLOCK_MS,
     PRODUCER_RECONNECT_DEADLINE_S,
     REDIS_IMAGE_KEY_PREFIX,
     REDIS_IMAGE_TTL_S,
+    REQUEUES_FIELD,
     RQ_JOB_KEY_PREFIX,
     WAIT_CURSORS_MAX,
 )
@@ -174,12 +177,18 @@ class PlateProducer:
     def wait(self, job_id: str, timeout_s: float) -> PlateReading:
         """Block until the reading of `job_id` is published; raises ReadingTimeout after timeout_s.
 
-        Reads the results stream from where it ended when this producer submitted the job; from
-        the oldest entry kept (slower on a long stream) for a job it did not submit, or one
-        re-submitted after it had ended. A job re-submitted once RQ has forgotten it (result_ttl_s)
-        but while the worker still remembers publishing it gets no new reading: that times out.
+        The newest reading of the job: when a person requeued it after it ended (`rq requeue`),
+        the reading of that attempt, which supersedes the earlier one, not the earlier one.
+        A job that has ended is answered from the entry its job hash names. Otherwise reads the
+        results stream from where it ended when this producer submitted the job (from its end
+        now, for a requeued job); from the oldest entry kept (slower on a long stream) for a job
+        it did not submit. A job re-submitted once RQ has forgotten it (result_ttl_s) but while
+        the worker still remembers publishing it gets no new reading: that times out.
         """
-        cursor = self._cursors.get(job_id, b"0-0")
+        known, cursor = self._newest_known(job_id)
+        if known is not None:
+            self._cursors.pop(job_id, None)
+            return known
         wanted = job_id.encode()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -210,6 +219,37 @@ class PlateProducer:
         except DISCONNECT_ERRORS as e:
             where = redacted_url(self.settings.redis_url)
             raise RedisUnavailable(f"cannot reach Redis at {where}: {e}") from e
+
+    def _newest_known(self, job_id: str) -> tuple[PlateReading | None, bytes]:
+        """What the job's hash says (the worker writes it atomically with each reading): the
+        reading that ended the job, or else where on the stream its reading will come."""
+        stream = self.settings.results_stream
+        cursor = self._cursors.get(job_id, b"0-0")
+
+        def read() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=True)
+            key = f"{RQ_JOB_KEY_PREFIX}{job_id}"
+            pipe.hmget(
+                key, "status", "created_at", "ended_at", ENDED_FIELD, ENTRY_FIELD, REQUEUES_FIELD
+            )
+            pipe.xrevrange(stream, count=1)
+            return pipe.execute()
+
+        fields, newest = self._retry(read, "HMGET job")
+        status, created_at, ended_at, ended, entry, requeues = fields
+        if status is None:
+            return None, cursor
+        if status in _ENDED or (ended and ended != created_at):  # ended, or re-submitted since
+            if entry:
+                got = self._retry(lambda: self._redis.xrange(stream, entry, entry), "XRANGE")
+                for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], got):
+                    if fields.get(b"job_id") == job_id.encode():
+                        return parse_entry(fields), cursor
+            return None, cursor  # trimmed, or from a worker that did not note it: scan
+        if (ended and ended == created_at and not ended_at) or int(requeues or 0) > 0:
+            # Requeued by a person, its new reading still to come: after the stream's end now.
+            return None, newest[0][0] if newest else b"0-0"
+        return None, cursor
 
     def depth(self) -> int:
         """Jobs waiting in the queue (not counting those a worker has already taken)."""

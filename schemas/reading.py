@@ -100,6 +100,11 @@ class PlateReading(_Frozen):
 
     job_id: str
     reading_id: str
+    supersedes: str | None = Field(
+        default=None,
+        description="the reading_id of this job's earlier reading that this one replaces: set "
+        "when a person requeued the job after it ended (rq requeue, rq-dashboard), else null",
+    )
     status: Literal["ok", "error"]
     text: str = ""
     confidence: Confidence = 0.0

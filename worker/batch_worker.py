@@ -34,6 +34,7 @@ from plate_ocr.connection import (
     RedisUnavailable,
     retry_on_disconnect,
 )
+from plate_ocr.constants import WORKER_HEARTBEAT_INTERVAL_S
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from schemas import ErrorCode, PlateJob
@@ -106,6 +107,11 @@ class BatchWorker:
             self._settings.batch_size,
             self._settings.max_wait_ms,
         )
+        # Heartbeats on a thread of their own: a batch in the model must not make a live worker
+        # look dead, and a dead one must drop off `rq info` within WORKER_TTL_S.
+        beats_done = threading.Event()
+        beats = threading.Thread(target=self._beat, args=(beats_done,), name="heartbeat")
+        beats.start()
         # Taking and decoding run one batch ahead in a thread; the model runs here.
         batches = Prefetcher(lambda: self._next_batch(burst), should_stop=self._stopping)
         try:
@@ -113,6 +119,8 @@ class BatchWorker:
                 self._complete(batch)
         finally:
             batches.close()
+            beats_done.set()
+            beats.join()
             reason = "stop requested" if self._stop_requested else "burst done"
             log.info(
                 "worker %s stopping: %s, %d jobs done", self.ledger.name, reason, self.jobs_done
@@ -130,12 +138,18 @@ class BatchWorker:
     def _stopping(self) -> bool:
         return self._stop_requested
 
+    def _beat(self, done: threading.Event) -> None:
+        while not done.wait(WORKER_HEARTBEAT_INTERVAL_S):
+            try:
+                self.ledger.heartbeat()
+            except redis.RedisError as e:  # taking and publishing report the outage
+                log.debug("heartbeat failed: %s", e)
+
     # -- the producing side (prefetch thread) -------------------------------------------------
 
     def _next_batch(self, burst: bool) -> "_Prepared | Drained | None":
         try:
             self._recovery.sweep_if_due()
-            self.ledger.heartbeat()
             taken = self.ledger.take(
                 self._settings.batch_size,
                 block_s=0.0 if burst else _TAKE_BLOCK_S,
@@ -193,7 +207,7 @@ class BatchWorker:
         for (taken, pj), image in zip(admitted, decoded, strict=True):
             if isinstance(image, JobError):
                 reading = self._readings.error(
-                    _envelope(pj), image, enqueued_at=pj.enqueued_at, taken_at=taken_at
+                    _envelope(pj, taken), image, enqueued_at=pj.enqueued_at, taken_at=taken_at
                 )
                 prepared.outcomes.append(Outcome(taken, reading))
             else:
@@ -235,7 +249,12 @@ class BatchWorker:
         self.jobs_done += len(outcomes)
         duplicates = published.count(False)
         if duplicates:
-            log.warning("%d readings were already published (recovered jobs)", duplicates)
+            # A job recovered from a worker that was slow, not dead, or a job id re-submitted.
+            log.warning(
+                "%d readings were already on the stream (a recovered job read twice, or a "
+                "re-submitted job id): not published again",
+                duplicates,
+            )
 
     def _read(self, prepared: "_Prepared") -> list[Outcome]:
         ready = prepared.ready
@@ -253,7 +272,7 @@ class BatchWorker:
                 failed.append((taken, pj, result))
                 continue
             reading = self._readings.ok(
-                _envelope(pj),
+                _envelope(pj, taken),
                 result,
                 enqueued_at=pj.enqueued_at,
                 taken_at=prepared.taken_at,
@@ -285,7 +304,7 @@ class BatchWorker:
                 f"{type(e).__name__}: {e}",
             )
             reading = self._readings.error(
-                _envelope(pj), err, enqueued_at=pj.enqueued_at, taken_at=taken_at
+                _envelope(pj, taken), err, enqueued_at=pj.enqueued_at, taken_at=taken_at
             )
             outcomes.append(Outcome(taken, reading))
         return outcomes
@@ -334,5 +353,11 @@ class _Prepared:
     pixels: Any = None  # the reader's preprocessed batch of `ready`
 
 
-def _envelope(pj: PlateJob) -> Envelope:
-    return Envelope(job_id=pj.job_id, camera_id=pj.camera_id, metadata=pj.metadata)
+def _envelope(pj: PlateJob, taken: Taken) -> Envelope:
+    return Envelope(
+        job_id=pj.job_id,
+        camera_id=pj.camera_id,
+        metadata=pj.metadata,
+        requeues=taken.requeues,
+        supersedes=taken.supersedes,
+    )

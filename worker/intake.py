@@ -34,6 +34,8 @@ class Envelope:
     job_id: str
     camera_id: str | None
     metadata: dict[str, Any]
+    requeues: int = 0  # a person's requeues of the job after it ended (see Taken)
+    supersedes: str | None = None
 
 
 def decode_payload(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
@@ -67,6 +69,8 @@ def envelope_of(taken: Taken) -> Envelope:
         job_id=taken.job_id,
         camera_id=camera if isinstance(camera, str) else None,
         metadata=metadata if isinstance(metadata, dict) else {},
+        requeues=taken.requeues,
+        supersedes=taken.supersedes,
     )
 
 

@@ -14,6 +14,12 @@ instead of a dozen times per job:
     retry()   one script: started jobs whose model call failed wait in RQ's scheduled registry
               (with a backoff) for another attempt, counted in the job hash
 
+The lease on a started job is kept in a sorted set of our own (`LEASES_KEY_PREFIX`); RQ's
+started registry gets a later score, so that RQ's clean-up (`rq info` runs it) never fails the
+jobs of a worker that may still publish. A person's requeue of an ended job is a new attempt
+(see `ledger_scripts.START`): `Taken.requeues` counts them and `Taken.supersedes` names the
+reading the new one replaces.
+
 Only this module and `ledger_scripts` know RQ's internals.
 """
 
@@ -30,18 +36,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
-from rq import Queue, Worker
+from rq import Queue, Worker, worker_registration
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from plate_ocr.constants import (
     ATTEMPTS_FIELD,
+    ENDED_FIELD,
+    ENTRY_FIELD,
+    LEASES_KEY_PREFIX,
     PUBLISHED_KEY_PREFIX,
     PUBLISHED_TTL_S,
+    READING_FIELD,
+    REQUEUES_FIELD,
     RQ_EXECUTION_KEY_PREFIX,
     RQ_EXECUTIONS_KEY_PREFIX,
     RQ_JOB_KEY_PREFIX,
     RQ_RESULTS_KEY_PREFIX,
+    RQ_STARTED_GRACE_S,
+    SUPERSEDES_FIELD,
+    WORKER_TTL_S,
 )
 from plate_ocr.settings import Settings
 from plate_ocr.stream import stream_fields
@@ -64,6 +78,8 @@ class Taken:
     data: bytes
     attempts: int
     started_at: float
+    requeues: int = 0  # times a person requeued the job after it ended: this attempt's number
+    supersedes: str | None = None  # the reading_id that this attempt's reading replaces
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class Ledger:
             connection=connection,
             name=worker_name,
             serializer=JSONSerializer,
+            worker_ttl=WORKER_TTL_S,
             # Otherwise RQ asks Redis for our address right here: a worker built while Redis is
             # down would crash instead of waiting for it. register_birth() asks instead.
             prepare_for_work=False,
@@ -93,6 +110,13 @@ class Ledger:
         self._start_script = connection.register_script(ledger_scripts.START)
         self._finish = connection.register_script(ledger_scripts.FINISH)
         self._retry = connection.register_script(ledger_scripts.RETRY)
+        self.leases_key = f"{LEASES_KEY_PREFIX}{settings.queue}"
+        # RQ's started-registry score: two leases (reading, then riding out an outage while
+        # publishing) plus a margin; our sweep has requeued a dead worker's jobs long before.
+        self._rq_ttl_s = 2 * settings.lease_s + RQ_STARTED_GRACE_S
+        # When the last batch was published: batches overlap (one is taken while the one before
+        # is read), and the worker's working time must count the overlap once.
+        self._busy_until = 0.0
 
     @property
     def name(self) -> str:
@@ -104,12 +128,25 @@ class Ledger:
         self.rq_worker._set_ip_address(self._redis)  # what prepare_for_work=True would do
         self.rq_worker.register_birth()  # type: ignore[no-untyped-call]
         self.rq_worker.set_state("idle")
+        self.heartbeat()  # RQ's birth gives the key worker_ttl + 60 s: shorten it at once
 
     def register_death(self) -> None:
         self.rq_worker.register_death()  # type: ignore[no-untyped-call]
 
     def heartbeat(self) -> None:
-        self.rq_worker.heartbeat(self._settings.lease_s + 60)
+        """Keep this worker listed for WORKER_TTL_S more; a killed one drops off after that.
+        Should the key have expired meanwhile (Redis was away longer), write it out again
+        rather than leave a hash of one field."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(self.rq_worker.key, "birth")
+            self.rq_worker.heartbeat(WORKER_TTL_S, pipeline=pipe)
+            registered = pipe.execute()[0]
+        if not registered:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.rq_worker.key, mapping=self.rq_worker.serialize())
+                pipe.expire(self.rq_worker.key, WORKER_TTL_S)
+                worker_registration.register(self.rq_worker, pipe)
+                pipe.execute()
 
     # -- the two steps ----------------------------------------------------------------------
 
@@ -152,28 +189,53 @@ class Ledger:
                 self.queue.intermediate_queue_key,
                 RQ_JOB_KEY_PREFIX,
                 self.queue.started_job_registry.key,
+                self.leases_key,
                 self.rq_worker.key,
                 self.rq_worker.executions_key,
                 RQ_EXECUTION_KEY_PREFIX,
                 RQ_EXECUTIONS_KEY_PREFIX,
-                ATTEMPTS_FIELD,
                 self.name,
                 now.timestamp(),
                 now.strftime(_RQ_TIME_FORMAT),
                 self._settings.lease_s,
+                self._rq_ttl_s,
                 uuid.uuid4().hex[:24],
                 max(pull, 0),
+                ATTEMPTS_FIELD,
+                ENDED_FIELD,
+                REQUEUES_FIELD,
+                SUPERSEDES_FIELD,
+                READING_FIELD,
                 *moved,
             ]
         )
         taken = [
-            Taken(r[0].decode(), r[1].decode(), r[2], int(r[3]), now.timestamp())
+            Taken(
+                r[0].decode(),
+                r[1].decode(),
+                r[2],
+                int(r[3]),
+                now.timestamp(),
+                requeues=int(r[4]),
+                supersedes=r[5].decode() or None,
+            )
             for r in replies
-            if len(r) > 1
+            if len(r) > 2
         ]
         gone = [r[0].decode() for r in replies if len(r) == 1]
         if gone:
             log.warning("dropped %d ids whose job hash is gone: %s", len(gone), gone[:5])
+        ended = [r[0].decode() for r in replies if len(r) == 2]
+        if ended:
+            log.info("dropped %d queue entries of jobs already read: %s", len(ended), ended[:5])
+        by_hand = [r[0].decode() for r in replies if len(r) > 2 and int(r[6])]
+        if by_hand:
+            log.info(
+                "%d jobs requeued by hand after their reading: each gets a new reading that "
+                "supersedes the last: %s",
+                len(by_hand),
+                by_hand[:5],
+            )
         return taken
 
     def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -183,11 +245,15 @@ class Ledger:
             return []
         settings = self._settings
         now = datetime.now(UTC)
+        # The worker's busy time, as `rq info` shows it: from when this batch was taken (or the
+        # one before it published, if later) to now; never each job's share added up.
+        began = max(min(o.taken.started_at for o in outcomes), self._busy_until)
         args: list[str | bytes | int | float] = [
             RQ_JOB_KEY_PREFIX,
             RQ_RESULTS_KEY_PREFIX,
             PUBLISHED_KEY_PREFIX,
             self.queue.started_job_registry.key,
+            self.leases_key,
             self.queue.finished_job_registry.key,
             self.queue.failed_job_registry.key,
             self.rq_worker.key,
@@ -201,10 +267,15 @@ class Ledger:
             now.strftime(_RQ_TIME_FORMAT),
             settings.result_ttl_s,
             settings.failure_ttl_s,
-            sum(now.timestamp() - o.taken.started_at for o in outcomes),
+            max(now.timestamp() - began, 0.0),
+            ENDED_FIELD,
+            READING_FIELD,
+            ENTRY_FIELD,
         ]
         args.extend(self._job_arg(outcome, now) for outcome in outcomes)
-        return [bool(flag) for flag in self._finish(args=args)]
+        published = [bool(flag) for flag in self._finish(args=args)]
+        self._busy_until = max(self._busy_until, now.timestamp())
+        return published
 
     def retry(self, taken: Sequence[Taken], *, delay_s: float) -> list[str]:
         """Give started jobs another attempt, counted in the job hash, after `delay_s` doubled
@@ -216,6 +287,8 @@ class Ledger:
             args=[
                 self.queue.key,
                 self.queue.started_job_registry.key,
+                self.leases_key,
+                self.queue.failed_job_registry.key,
                 self.rq_worker.executions_key,
                 RQ_JOB_KEY_PREFIX,
                 RQ_EXECUTION_KEY_PREFIX,

@@ -1,6 +1,7 @@
 """Building `PlateReading`s: the one place that fills in the contract from what the worker knows."""
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from schemas import (
 )
 from worker.intake import Envelope
 
-__all__ = ["ReadingFactory", "Recognition"]
+__all__ = ["ReadingFactory", "Recognition", "reading_id_of"]
 
 
 class Recognition(Protocol):
@@ -33,6 +34,13 @@ class Recognition(Protocol):
     def rows(self) -> int: ...
     @property
     def candidates(self) -> tuple[tuple[str, float], ...]: ...
+
+
+def reading_id_of(job_id: str, model_sha256: str, requeues: int) -> str:
+    """The job's reading id for this attempt: the same for every retry and recovery of it, a new
+    one for each time a person requeued the job after it ended (derived, so every worker agrees)."""
+    first = reading_id_for(job_id, model_sha256)
+    return first if requeues == 0 else str(uuid.uuid5(uuid.UUID(first), f"requeue:{requeues}"))
 
 
 def _ms_since(start: datetime | None, end: datetime) -> float:
@@ -115,7 +123,8 @@ class ReadingFactory:
         created_at = datetime.now(UTC)
         return PlateReading(
             job_id=envelope.job_id,
-            reading_id=reading_id_for(envelope.job_id, self.models_sha256),
+            reading_id=reading_id_of(envelope.job_id, self.models_sha256, envelope.requeues),
+            supersedes=envelope.supersedes,
             model=self.model,
             recogniser=self.recogniser,
             device=self.device,

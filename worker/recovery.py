@@ -1,14 +1,20 @@
 """Recovery: put the jobs of dead workers back on the queue, fast.
 
-RQ's own cleanup of abandoned jobs runs every 10 minutes and moves them to the failed registry.
-We want them *read*, within seconds: every live worker sweeps every `recovery_interval_s`:
+RQ's own clean-up of abandoned jobs moves them to the failed registry, with no reading. We want
+them *read*, within seconds: every live worker sweeps every `recovery_interval_s`:
 
-- a started job whose lease (`lease_s`, the execution's score in the started registry) ran out
-  belongs to a worker that died mid-batch (a live one finishes its batch well inside the lease);
+- a started job whose lease (`lease_s`, its score in our own lease set, `LEASES_KEY_PREFIX`) ran
+  out belongs to a worker that died mid-batch (a live one finishes its batch well inside the
+  lease). Should RQ's clean-up have got there first and failed it as AbandonedJobError (it runs
+  whenever `rq info`, rq-dashboard or any RQ client counts the started registry, once RQ's later
+  score there has passed, i.e. when no worker of ours was alive for a while), the job is taken
+  back from the failed registry: it never had a reading;
+- a started-registry entry whose RQ score passed without a lease of ours (written by an older
+  worker) is treated the same way;
 - a job id left in the intermediate list for longer than a lease was taken by a worker that died
   before it could mark it started.
 
-Both are pushed back to the *front* of the queue (they are the oldest work) with their attempt
+All are pushed back to the *front* of the queue (they are the oldest work) with their attempt
 count incremented. The intake refuses a job past `max_attempts` with an error reading, so a crop
 that kills every worker that touches it ends as an error instead of cycling forever.
 The sweep is one Lua script: two workers sweeping at once cannot requeue the same job twice.
@@ -26,6 +32,8 @@ from rq import Queue
 
 from plate_ocr.constants import (
     ATTEMPTS_FIELD,
+    ENDED_FIELD,
+    LEASES_KEY_PREFIX,
     RQ_EXECUTION_KEY_PREFIX,
     RQ_EXECUTIONS_KEY_PREFIX,
     RQ_JOB_KEY_PREFIX,
@@ -35,33 +43,53 @@ __all__ = ["Recovery"]
 
 log = logging.getLogger("plate_ocr.worker.recovery")
 
-# KEYS: started registry, queue, intermediate list
+# KEYS: lease set, started registry, queue, intermediate list, failed registry
 # ARGV: now (epoch s), lease_s, job key prefix, attempts field, execution key prefix,
-#       executions registry key prefix
+#       executions registry key prefix, ended field
 _SWEEP = """
+local leases, wip, queue, intermediate, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local requeued = {}
 local function requeue(job_id)
   local job_key = ARGV[3] .. job_id
   if redis.call('EXISTS', job_key) == 0 then return end
   redis.call('HINCRBY', job_key, ARGV[4], 1)
   redis.call('HSET', job_key, 'status', 'queued')
-  redis.call('LREM', KEYS[3], 0, job_id)
-  redis.call('LPUSH', KEYS[2], job_id)
+  redis.call('LREM', intermediate, 0, job_id)
+  redis.call('LPUSH', queue, job_id)
   table.insert(requeued, job_id)
 end
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
-for _, member in ipairs(expired) do
-  if redis.call('ZREM', KEYS[1], member) == 1 then
-    local job_id, exec_id = string.match(member, '^([^:]+):(.*)$')
-    redis.call('DEL', ARGV[5] .. member)
-    redis.call('ZREM', ARGV[6] .. job_id, exec_id)
-    requeue(job_id)
+local function forget(member)
+  local job_id, exec_id = string.match(member, '^([^:]+):(.*)$')
+  redis.call('DEL', ARGV[5] .. member)
+  redis.call('ZREM', ARGV[6] .. job_id, exec_id)
+  return job_id
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  if redis.call('ZREM', leases, member) == 1 then
+    local in_wip = redis.call('ZREM', wip, member) == 1
+    local job_id = forget(member)
+    if in_wip then
+      requeue(job_id)
+    else
+      -- Gone from RQ's started registry without a reading of ours: RQ's clean-up failed it.
+      local job = redis.call('HMGET', ARGV[3] .. job_id, 'status', ARGV[7])
+      local read = job[2] and job[2] ~= ''
+      if job[1] == 'failed' and not read and redis.call('ZREM', failed, job_id) == 1 then
+        requeue(job_id)
+      end
+    end
+  end
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', wip, '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  if redis.call('ZREM', wip, member) == 1 then
+    redis.call('ZREM', leases, member)
+    requeue(forget(member))
   end
 end
 -- Ids stranded between the queue and the started registry. First sighting only stamps them.
 local lease = tonumber(ARGV[2])
-for _, job_id in ipairs(redis.call('LRANGE', KEYS[3], 0, 999)) do
-  local seen_key = KEYS[3] .. ':first_seen:' .. job_id
+for _, job_id in ipairs(redis.call('LRANGE', intermediate, 0, 999)) do
+  local seen_key = intermediate .. ':first_seen:' .. job_id
   local first = redis.call('GET', seen_key)
   if not first then
     redis.call('SET', seen_key, ARGV[1], 'EX', lease * 4)
@@ -125,9 +153,11 @@ class Recovery:
     def sweep(self) -> list[str]:
         """Requeue what dead workers left behind; returns the job ids requeued."""
         keys = [
+            f"{LEASES_KEY_PREFIX}{self._queue.name}",
             self._queue.started_job_registry.key,
             self._queue.key,
             self._queue.intermediate_queue_key,
+            self._queue.failed_job_registry.key,
         ]
         args: list[str | float] = [
             time.time(),
@@ -136,6 +166,7 @@ class Recovery:
             ATTEMPTS_FIELD,
             RQ_EXECUTION_KEY_PREFIX,
             RQ_EXECUTIONS_KEY_PREFIX,
+            ENDED_FIELD,
         ]
         requeued = [j.decode() if isinstance(j, bytes) else str(j) for j in self._sweep(keys, args)]
         if requeued:

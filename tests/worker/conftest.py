@@ -1,5 +1,6 @@
 """Model fixtures: small untrained YOLO11n checkpoints built on the spot (nothing downloaded)."""
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,14 @@ def draw_plate() -> Callable[..., npt.NDArray[np.uint8]]:
         return image
 
     return draw
+
+
+@pytest.fixture
+def rq_cli(redis_url: str) -> Callable[..., list[str]]:
+    """The argv of RQ's own command line against the test Redis, as an operator runs it:
+    `rq_cli("requeue", "--all", "--queue", q)` is `rq requeue --url URL --all --queue q`."""
+
+    def argv(command: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", "rq.cli", command, "--url", redis_url, *args]
+
+    return argv
