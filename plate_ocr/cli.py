@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="embedded Redis + CPU worker + bundled samples, end to end")
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
+    p.add_argument(
+        "--dashboard", action="store_true", help="also serve the live dashboard, and keep going"
+    )
+    p.add_argument("--port", type=int, default=None, help="the dashboard's port (8080)")
+
+    p = sub.add_parser("dashboard", help="serve the live dashboard (read-only web page)")
+    p.add_argument("--host", default=None, help="overrides PLATE_OCR_DASHBOARD_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="overrides PLATE_OCR_DASHBOARD_PORT")
 
     # Listed for --help; main() hands their arguments to their own parsers.
     for name, what in (
@@ -155,7 +163,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "demo":
         from plate_ocr.demo import run_demo
 
-        return run_demo(os.environ, count=args.count)
+        return run_demo(os.environ, count=args.count, dashboard=args.dashboard, port=args.port)
+    if cmd == "dashboard":
+        from plate_ocr.dashboard.server import run_dashboard
+
+        return run_dashboard(_settings(args), host=args.host, port=args.port)
     if cmd == "eval":
         from plate_ocr.training.evaluate import run_eval
 

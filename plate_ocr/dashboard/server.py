@@ -1,0 +1,102 @@
+"""Serving the dashboard: `plate-ocr dashboard`, and a server in a thread for the demo and tests.
+
+It binds to 127.0.0.1 unless told otherwise; any other address needs `dashboard_token`, because
+the page shows every plate the service reads. Put a TLS proxy in front of it off the machine: the
+token travels in the clear otherwise.
+"""
+
+import ipaddress
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+from plate_ocr.errors import ConfigError
+from plate_ocr.settings import Settings
+
+__all__ = ["DashboardThread", "check_binding", "run_dashboard"]
+
+log = logging.getLogger("plate_ocr.dashboard")
+
+_START_TIMEOUT_S = 10.0
+_INSTALL_HINT = "the dashboard needs starlette and uvicorn: pip install -e '.[dashboard]'"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_binding(settings: Settings, host: str) -> None:
+    """Refuse to serve beyond this machine without a token."""
+    if not _is_loopback(host) and settings.dashboard_token is None:
+        raise ConfigError(
+            f"the dashboard would be reachable on {host} by anyone: set "
+            "PLATE_OCR_DASHBOARD_TOKEN, or bind 127.0.0.1"
+        )
+
+
+def _server(settings: Settings, host: str, port: int) -> Any:
+    """A uvicorn.Server (imported here: the light install may not have it)."""
+    try:
+        import uvicorn
+
+        from plate_ocr.dashboard.app import create_app
+    except ImportError as e:
+        raise ConfigError(f"{_INSTALL_HINT} ({e})") from e
+    check_binding(settings, host)
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", access_log=False
+    )
+    return uvicorn.Server(config)
+
+
+def run_dashboard(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    """`plate-ocr dashboard`: serve until interrupted."""
+    host = host or settings.dashboard_host
+    port = settings.dashboard_port if port is None else port
+    server = _server(settings, host, port)
+    print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    server.run()
+    return 0
+
+
+class DashboardThread:
+    """The dashboard served from a background thread: `with DashboardThread(s, port=0) as d:`.
+
+    Port 0 picks a free port; `url` says which once started.
+    """
+
+    def __init__(self, settings: Settings, *, host: str | None = None, port: int = 0) -> None:
+        self._host = host or settings.dashboard_host
+        self._server = _server(settings, self._host, port)
+        # uvicorn takes over signals only in the main thread, so Ctrl-C stays the caller's.
+        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        self.url = ""
+
+    def start(self) -> "DashboardThread":
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError(f"the dashboard did not start on {self._host}")
+            time.sleep(0.02)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self._host}:{port}/"
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=_START_TIMEOUT_S)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
