@@ -65,7 +65,7 @@ def find_crop(connection: "redis.Redis", job_id: str, *, max_bytes: int) -> Crop
         raise CropUnavailable("not a job id")
     data = cast(bytes | None, connection.hget(f"{RQ_JOB_KEY_PREFIX}{job_id}", "data"))
     if data is None:
-        raise CropUnavailable("the job has expired from Redis")
+        raise CropUnavailable("its job has expired from Redis")
     job = _plate_job(data)
     if isinstance(inline := job.get("image_b64"), str):
         try:
@@ -78,7 +78,7 @@ def find_crop(connection: "redis.Redis", job_id: str, *, max_bytes: int) -> Crop
         raise CropUnavailable(f"the crop is {len(image)} bytes, over the {max_bytes}-byte limit")
     media_type = image_type(image)
     if media_type is None:
-        raise CropUnavailable("the crop is not a JPEG, PNG, GIF, BMP or WebP image")
+        raise CropUnavailable("not a JPEG, PNG, GIF, BMP or WebP image")
     return Crop(image, media_type)
 
 

@@ -58,10 +58,7 @@ function readingRow(view, fresh) {
   const noCrop = row.querySelector(".no-crop");
   img.src = `/api/crop/${encodeURIComponent(r.job_id)}`;
   img.alt = r.text ? `crop read as ${r.text}` : "crop";
-  img.addEventListener("error", () => {
-    img.remove();
-    noCrop.textContent = "crop no longer in Redis";
-  });
+  img.addEventListener("error", () => cropMissing(img, noCrop));
 
   const plate = row.querySelector(".plate");
   if (r.status === "error") {
@@ -102,6 +99,36 @@ function readingRow(view, fresh) {
   return row;
 }
 
+// Ask the server why (the job expired, a file:// crop, not an image) and say so in its place.
+async function cropMissing(img, label) {
+  const url = img.src;
+  img.remove();
+  label.textContent = "no crop";
+  try {
+    const answer = await (await fetch(url)).json();
+    if (answer.error) label.textContent = `no crop: ${answer.error}`;
+  } catch (e) { /* keep "no crop" */ }
+}
+
+function cropThumb(jobId) {
+  const thumb = el("div", "thumb small");
+  const img = el("img");
+  const label = el("span", "no-crop");
+  img.alt = "best crop";
+  img.loading = "lazy";
+  img.src = `/api/crop/${encodeURIComponent(jobId)}`;
+  img.addEventListener("error", () => cropMissing(img, label));
+  thumb.append(img, label);
+  return thumb;
+}
+
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+function liveNote(shown) {
+  return `${plural(shown, "reading", "readings")} shown of the ${state.readings.length} newest` +
+    (shown > SHOWN ? ` (first ${SHOWN} drawn)` : "");
+}
+
 function visible() {
   const f = filters();
   const pool = state.search ? state.search.results : state.readings;
@@ -115,11 +142,10 @@ function render() {
   $("no-readings").classList.toggle("hidden", rows.length > 0);
   $("no-readings").textContent = state.readings.length || state.search
     ? "No reading matches these filters." : "Waiting for readings…";
-  const note = state.search
-    ? `${rows.length} reading(s) with “${state.search.query}” among the newest ${state.search.scanned} — clear the box to go back to the live list`
-    : `${rows.length} of the ${state.readings.length} newest readings` +
-      (rows.length > SHOWN ? ` (first ${SHOWN} shown)` : "");
-  $("feed-note").textContent = note;
+  $("feed-note").textContent = state.search
+    ? `${plural(rows.length, "reading", "readings")} with “${state.search.query}” among the ` +
+      `newest ${state.search.scanned} in the stream — clear the box to go back to the live list`
+    : liveNote(rows.length);
   renderEvents();
 }
 
@@ -130,17 +156,15 @@ function addReading(view) {
   noteCamera(view.reading.camera_id || "");
   while (state.readings.length > KEEP) state.seen.delete(state.readings.pop().entry_id);
   const f = filters();
-  if (state.search) {
-    if (!passes(view.reading, f)) return;
-    state.search.results.unshift(view);
-  } else if (!passes(view.reading, f)) {
-    $("feed-note").textContent = `${visible().length} of the ${state.readings.length} newest readings`;
-    return;
+  const shows = passes(view.reading, f);
+  if (state.search && shows) state.search.results.unshift(view);
+  if (shows) {
+    const list = $("readings");
+    list.prepend(readingRow(view, true));
+    while (list.children.length > SHOWN) list.lastElementChild.remove();
+    $("no-readings").classList.add("hidden");
   }
-  const list = $("readings");
-  list.prepend(readingRow(view, true));
-  while (list.children.length > SHOWN) list.lastElementChild.remove();
-  $("no-readings").classList.add("hidden");
+  if (!state.search) $("feed-note").textContent = liveNote(visible().length);
 }
 
 function noteCamera(camera) {
@@ -163,6 +187,11 @@ function eventCard(view) {
   const f = view.fields;
   const card = el("div", "event");
   card.dataset.camera = f.camera_id || "";
+  // The event names its best reading; the page finds that reading's job for the crop.
+  const best = f.best_reading_id || f.reading_id;
+  const known = best && state.readings.find((v) => v.reading.reading_id === best);
+  const jobId = f.best_job_id || f.job_id || (known && known.reading.job_id);
+  if (jobId) card.append(cropThumb(jobId));
   const text = el("div", "text", f.text || "—");
   const conf = parseFloat(f.confidence);
   if (!isNaN(conf)) {
@@ -236,7 +265,7 @@ async function refreshStats() {
     $("failed").textContent = s.failed;
     $("worker-count").textContent = s.workers.length;
     $("queue-name").textContent = `queue ${s.queue}`;
-    $("window-note").textContent = `newest ${s.window}`;
+    $("window-note").textContent = `newest ${plural(s.window, "reading", "readings")}`;
     $("events-stream").textContent = s.events_stream;
     $("camera-counts").tBodies[0].replaceChildren(...Object.entries(s.cameras).map(([cam, c]) => {
       noteCamera(cam);
