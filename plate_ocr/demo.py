@@ -83,13 +83,14 @@ def run_demo(
     samples = _samples(count)
     with _redis_url(environ) as url:
         settings = Settings.from_env(environ, redis_url=url)
-        reader = PlateReader.from_settings(settings)
-        connection = connect(settings, client_name="demo")
-        stream = ReadingStream(settings, connection=connection)
-        producer = PlateProducer(settings, connection=connection)
+        # Served before the model loads, so that the page is there to watch the first readings.
         with _dashboard(settings, dashboard, port) as board:
             if board is not None:
                 print(f"dashboard: {board.url}  (open it in a browser)", flush=True)
+            reader = PlateReader.from_settings(settings)
+            connection = connect(settings, client_name="demo")
+            stream = ReadingStream(settings, connection=connection)
+            producer = PlateProducer(settings, connection=connection)
             truth = dict(
                 zip(
                     producer.submit_many([p.read_bytes() for p, _ in samples], camera_id="demo"),

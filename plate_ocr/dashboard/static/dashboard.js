@@ -6,6 +6,7 @@ const KEEP = 500;          // readings held in the page (the live list)
 const SHOWN = 200;         // rows drawn at once
 const STATS_EVERY_MS = 2000;
 const REOPEN_AFTER_MS = 3000;
+const STATS_AFTER_NEWS_MS = 300;  // counters follow a new reading this soon, not at the next poll
 
 const state = {
   readings: [],            // newest first: {entry_id, reading}
@@ -149,8 +150,14 @@ function render() {
   renderEvents();
 }
 
+let statsSoon = null;
+function refreshStatsSoon() {
+  if (statsSoon === null) statsSoon = setTimeout(() => { statsSoon = null; refreshStats(); }, STATS_AFTER_NEWS_MS);
+}
+
 function addReading(view) {
   if (state.seen.has(view.entry_id)) return;
+  refreshStatsSoon();
   state.seen.add(view.entry_id);
   state.readings.unshift(view);
   noteCamera(view.reading.camera_id || "");
