@@ -20,6 +20,7 @@ __all__ = ["DashboardThread", "check_binding", "run_dashboard"]
 log = logging.getLogger("plate_ocr.dashboard")
 
 _START_TIMEOUT_S = 10.0
+_SHUTDOWN_GRACE_S = 2
 _INSTALL_HINT = "the dashboard needs starlette and uvicorn: pip install -e '.[dashboard]'"
 
 
@@ -51,7 +52,13 @@ def _server(settings: Settings, host: str, port: int) -> Any:
         raise ConfigError(f"{_INSTALL_HINT} ({e})") from e
     check_binding(settings, host)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # An open page holds its event stream forever: do not wait on it to stop.
+        timeout_graceful_shutdown=_SHUTDOWN_GRACE_S,
     )
     return uvicorn.Server(config)
 
