@@ -75,7 +75,11 @@ def create_app(
     stream_idle_timeout_s: float | None = None,
 ) -> ASGIApp:
     """The dashboard for `settings`. `stream_idle_timeout_s` ends a quiet stream (for tests)."""
-    sync_redis = connection if connection is not None else connect(settings, client_name="dash")
+    sync_redis = (
+        connection
+        if connection is not None
+        else connect(settings, client_name="plate-ocr-dashboard")
+    )
     snapshot = Snapshot(settings, sync_redis)
 
     @asynccontextmanager

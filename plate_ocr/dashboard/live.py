@@ -9,16 +9,20 @@ a page that went away.
 """
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import cast
 
 import redis.asyncio
 
+from plate_ocr.connection import DISCONNECT_ERRORS
 from plate_ocr.constants import MAX_BLOCK_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from plate_ocr.dashboard.snapshot import event_view, reading_view
 from plate_ocr.settings import Settings
 
 __all__ = ["RECONNECT_MS", "async_connect", "sse_messages"]
+
+log = logging.getLogger("plate_ocr.dashboard")
 
 RECONNECT_MS = 2000  # what the browser waits before reconnecting a dropped stream
 _READ_COUNT = 100
@@ -58,12 +62,18 @@ async def sse_messages(
         block_ms = max(1, min(block_ms, int(idle_timeout_s * 1000)))
     yield f"retry: {RECONNECT_MS}\n\n"
     while True:
-        reply = cast(
-            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-            await connection.xread(
-                {results: readings_id, events: events_id}, count=_READ_COUNT, block=block_ms
-            ),
-        )
+        try:
+            reply = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                await connection.xread(
+                    {results: readings_id, events: events_id}, count=_READ_COUNT, block=block_ms
+                ),
+            )
+        except DISCONNECT_ERRORS as e:
+            # End the response: the browser reconnects after RECONNECT_MS with the last id it
+            # saw, and that request retries Redis. Nothing is lost, nothing is shown twice.
+            log.warning("live stream lost Redis (%s); the page will reconnect", e)
+            return
         if not reply:
             if idle_timeout_s is not None:
                 return

@@ -42,7 +42,7 @@ def check_binding(settings: Settings, host: str) -> None:
         )
 
 
-def _server(settings: Settings, host: str, port: int) -> Any:
+def _server(settings: Settings, host: str, port: int, **app_options: Any) -> Any:
     """A uvicorn.Server (imported here: the light install may not have it)."""
     try:
         import uvicorn
@@ -52,7 +52,7 @@ def _server(settings: Settings, host: str, port: int) -> Any:
         raise ConfigError(f"{_INSTALL_HINT} ({e})") from e
     check_binding(settings, host)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, **app_options),
         host=host,
         port=port,
         log_level="warning",
@@ -76,12 +76,22 @@ def run_dashboard(settings: Settings, *, host: str | None = None, port: int | No
 class DashboardThread:
     """The dashboard served from a background thread: `with DashboardThread(s, port=0) as d:`.
 
-    Port 0 picks a free port; `url` says which once started.
+    Port 0 picks a free port; `url` says which once started. `stream_idle_timeout_s` ends a
+    quiet event stream (so that tests can watch a browser reconnect).
     """
 
-    def __init__(self, settings: Settings, *, host: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str | None = None,
+        port: int = 0,
+        stream_idle_timeout_s: float | None = None,
+    ) -> None:
         self._host = host or settings.dashboard_host
-        self._server = _server(settings, self._host, port)
+        self._server = _server(
+            settings, self._host, port, stream_idle_timeout_s=stream_idle_timeout_s
+        )
         # uvicorn takes over signals only in the main thread, so Ctrl-C stays the caller's.
         self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
         self.url = ""

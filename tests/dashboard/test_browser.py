@@ -8,7 +8,9 @@ read back from RQ's job hashes). The screenshot lands in `test-artifacts/dashboa
 
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -18,6 +20,9 @@ from plate_ocr.demo import sample_dir
 from plate_ocr.settings import Settings
 from producer import PlateProducer
 from schemas import CharacterReading, ErrorCode, PlateReading, ReadingError
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -43,10 +48,10 @@ def _characters(text: str, confidences: list[float]) -> tuple[CharacterReading, 
     )
 
 
-@pytest.fixture
-def page(settings: Settings, redis_client: redis.Redis) -> Iterator[object]:
+@contextmanager
+def _open_page(settings: Settings, **options: Any) -> Iterator["Page"]:
     with (
-        DashboardThread(settings, port=0) as board,
+        DashboardThread(settings, port=0, **options) as board,
         playwright_sync.sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -58,16 +63,21 @@ def page(settings: Settings, redis_client: redis.Redis) -> Iterator[object]:
             browser.close()
 
 
+@pytest.fixture
+def page(settings: Settings, redis_client: redis.Redis) -> Iterator["Page"]:
+    with _open_page(settings) as tab:
+        yield tab
+
+
 def test_readings_appear_live_and_the_filters_work(
-    page: object,
+    page: "Page",
     settings: Settings,
     redis_client: redis.Redis,
     make_reading: MakeReading,
     publish: Publish,
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     samples = sorted(sample_dir().glob("sample_*.jpg"))
     producer = PlateProducer(settings, connection=redis_client)
     rows = page.locator("#readings .reading")
@@ -165,3 +175,29 @@ def test_readings_appear_live_and_the_filters_work(
     expect(rows).to_have_count(2, timeout=DEADLINE_MS)
     page.fill("#search", "")
     expect(rows).to_have_count(7, timeout=DEADLINE_MS)
+
+
+def test_the_page_resumes_without_gap_or_repeat_when_its_stream_ends(
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_reading: MakeReading,
+    publish: Publish,
+) -> None:
+    from playwright.sync_api import expect
+
+    # The server ends each stream after half a second without news, as a proxy or a
+    # restarting dashboard would; the browser reconnects by itself and must miss nothing.
+    with _open_page(settings, stream_idle_timeout_s=0.5) as page:
+        rows = page.locator("#readings .reading")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        entries = [publish(redis_client, make_reading("before"))]
+        expect(rows).to_have_count(1, timeout=DEADLINE_MS)
+        # The stream went quiet and ended; the browser waits RECONNECT_MS before it comes back.
+        expect(page.locator("#connection")).to_have_attribute("data-state", "down")
+        with page.expect_request(lambda r: "/api/stream" in r.url, timeout=DEADLINE_MS) as again:
+            entries += [publish(redis_client, make_reading(f"after{n}")) for n in range(2)]
+        # It came back from the last reading it had, with what was published meanwhile.
+        assert again.value.all_headers().get("last-event-id") == f"{entries[0].decode()}/0-0"
+        expect(rows).to_have_count(3, timeout=DEADLINE_MS)
+        shown = rows.evaluate_all("rows => rows.map(r => r.dataset.entryId)")
+        assert shown == [e.decode() for e in reversed(entries)]
