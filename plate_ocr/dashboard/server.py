@@ -5,6 +5,7 @@ the page shows every plate the service reads. Put a TLS proxy in front of it off
 token travels in the clear otherwise.
 """
 
+import contextlib
 import ipaddress
 import logging
 import threading
@@ -89,19 +90,28 @@ class DashboardThread:
         stream_idle_timeout_s: float | None = None,
     ) -> None:
         self._host = host or settings.dashboard_host
+        self._port = port
         self._server = _server(
             settings, self._host, port, stream_idle_timeout_s=stream_idle_timeout_s
         )
         # uvicorn takes over signals only in the main thread, so Ctrl-C stays the caller's.
-        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
         self.url = ""
+
+    def _serve(self) -> None:
+        # uvicorn exits when it cannot bind (it has logged why); start() says so.
+        with contextlib.suppress(SystemExit):
+            self._server.run()
 
     def start(self) -> "DashboardThread":
         self._thread.start()
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError(f"the dashboard did not start on {self._host}")
+                raise ConfigError(
+                    f"the dashboard did not start on {self._host}:{self._port} "
+                    "(is the port taken? choose another with --port)"
+                )
             time.sleep(0.02)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self._host}:{port}/"

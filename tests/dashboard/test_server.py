@@ -98,3 +98,12 @@ def test_plate_ocr_dashboard_serves_the_page_and_the_api(
     assert f"dashboard on http://127.0.0.1:{port}/" in output
     # uvicorn shuts down cleanly on SIGTERM, then re-raises it so that the parent sees it.
     assert server.returncode in (0, -signal.SIGTERM), output
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"did not start on 127.0.0.1:{port}"):
+            DashboardThread(Settings(), port=port).start()
