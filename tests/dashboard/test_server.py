@@ -107,3 +107,22 @@ def test_a_taken_port_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"did not start on 127.0.0.1:{port}"):
             DashboardThread(Settings(), port=port).start()
+
+
+def test_the_command_line_takes_the_dashboard_and_its_port() -> None:
+    from plate_ocr.cli import build_parser
+
+    args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9001"])
+    assert (args.command, args.host, args.port) == ("dashboard", "0.0.0.0", 9001)
+    args = build_parser().parse_args(["demo", "--dashboard", "--port", "9002"])
+    assert (args.dashboard, args.port) == (True, 9002)
+    assert build_parser().parse_args(["demo"]).dashboard is False
+
+
+def test_plate_ocr_dashboard_off_loopback_without_token_exits_with_a_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from plate_ocr.cli import main
+
+    assert main(["dashboard", "--host", "0.0.0.0"]) == 2
+    assert "PLATE_OCR_DASHBOARD_TOKEN" in capsys.readouterr().err
