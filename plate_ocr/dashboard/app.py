@@ -10,6 +10,9 @@
 Nothing here writes to Redis or runs a job. With `settings.dashboard_token` set, every request
 must carry it: `Authorization: Bearer TOKEN`, or once as `/?token=TOKEN`, which trades it for an
 HttpOnly cookie so that the page's own requests (EventSource cannot set headers) carry it too.
+Without a token it answers only requests addressed to a loopback name (Host: 127.0.0.1,
+localhost, [::1]): otherwise any web site a user opens could rebind its own name to 127.0.0.1
+and read the plates through the user's browser (DNS rebinding).
 """
 
 import hmac
@@ -36,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from plate_ocr.connection import connect
 from plate_ocr.dashboard.crop import CropUnavailable, find_crop
 from plate_ocr.dashboard.live import async_connect, sse_messages
+from plate_ocr.dashboard.server import is_loopback
 from plate_ocr.dashboard.snapshot import Snapshot, parse_cursor
 from plate_ocr.settings import Settings
 
@@ -173,7 +177,8 @@ async def _newest(connection: Any, settings: Settings) -> tuple[str, str]:
 
 
 class _Guard:
-    """Adds the security headers to every answer; with a token, refuses requests without it."""
+    """Adds the security headers to every answer, and refuses what the token (or, without one,
+    the loopback rule) does not allow."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -189,21 +194,24 @@ class _Guard:
                 message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
             await send(message)
 
-        if self.token is not None:
-            request = Request(scope)
-            if self._matches(request.query_params.get("token")):
-                # Trade the token in the address for a cookie, and drop it from the address bar.
-                redirect = RedirectResponse(request.url.remove_query_params("token"), 303)
-                redirect.set_cookie(COOKIE_NAME, self.token, httponly=True, samesite="strict")
-                await redirect(scope, receive, send_with_headers)
-                return
-            if not (
-                self._matches(_bearer(request)) or self._matches(request.cookies.get(COOKIE_NAME))
-            ):
-                refused = PlainTextResponse("a dashboard token is required", status_code=401)
-                await refused(scope, receive, send_with_headers)
-                return
-        await self.app(scope, receive, send_with_headers)
+        answer = self._instead(Request(scope))
+        await (answer or self.app)(scope, receive, send_with_headers)
+
+    def _instead(self, request: Request) -> Response | None:
+        """The answer to give instead of the app's, if any."""
+        if self.token is None:
+            if is_loopback(request.url.hostname or ""):
+                return None
+            message = "without a dashboard token, open it as http://127.0.0.1:PORT/"
+            return PlainTextResponse(message, status_code=421)
+        if self._matches(request.query_params.get("token")):
+            # Trade the token in the address for a cookie, and drop it from the address bar.
+            redirect = RedirectResponse(request.url.remove_query_params("token"), 303)
+            redirect.set_cookie(COOKIE_NAME, self.token, httponly=True, samesite="strict")
+            return redirect
+        if self._matches(_bearer(request)) or self._matches(request.cookies.get(COOKIE_NAME)):
+            return None
+        return PlainTextResponse("a dashboard token is required", status_code=401)
 
     def _matches(self, given: str | None) -> bool:
         assert self.token is not None

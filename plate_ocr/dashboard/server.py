@@ -16,7 +16,7 @@ from typing import Any, Self
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
 
-__all__ = ["DashboardThread", "check_binding", "run_dashboard"]
+__all__ = ["DashboardThread", "check_binding", "is_loopback", "run_dashboard"]
 
 log = logging.getLogger("plate_ocr.dashboard")
 
@@ -25,7 +25,8 @@ _SHUTDOWN_GRACE_S = 2
 _INSTALL_HINT = "the dashboard needs starlette and uvicorn: pip install -e '.[dashboard]'"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine only."""
     if host == "localhost":
         return True
     try:
@@ -36,7 +37,7 @@ def _is_loopback(host: str) -> bool:
 
 def check_binding(settings: Settings, host: str) -> None:
     """Refuse to serve beyond this machine without a token."""
-    if not _is_loopback(host) and settings.dashboard_token is None:
+    if not is_loopback(host) and settings.dashboard_token is None:
         raise ConfigError(
             f"the dashboard would be reachable on {host} by anyone: set "
             "PLATE_OCR_DASHBOARD_TOKEN, or bind 127.0.0.1"

@@ -21,12 +21,13 @@ Publish = Callable[[redis.Redis, PlateReading], bytes]
 pytestmark = pytest.mark.redis
 
 SAMPLE = sample_dir() / "sample_00.jpg"
+LOCAL = "http://127.0.0.1:8080"
 
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
     app = create_app(settings, connection=redis_client, stream_idle_timeout_s=0.3)
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -99,7 +100,7 @@ def test_search_looks_only_at_the_configured_window(
     for job, text in (("old", "OLD1111"), ("mid", "NEW2222"), ("new", "NEW3333")):
         publish(redis_client, make_reading(job, text=text))
     narrow = settings.model_copy(update={"dashboard_window": 2})
-    with TestClient(create_app(narrow, connection=redis_client)) as client:
+    with TestClient(create_app(narrow, connection=redis_client), base_url=LOCAL) as client:
         answer = client.get("/api/readings?q=OLD").json()
         assert answer["readings"] == [] and answer["scanned"] == 2
         assert len(client.get("/api/readings?q=NEW").json()["readings"]) == 2
@@ -274,7 +275,9 @@ def test_nothing_the_dashboard_does_writes_to_redis(
 def guarded(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
     locked = settings.model_copy(update={"dashboard_token": SecretStr("s3cret")})
     app = create_app(locked, connection=redis_client)
-    with TestClient(app, follow_redirects=False) as test_client:
+    with TestClient(
+        app, base_url="http://dashboard.example", follow_redirects=False
+    ) as test_client:
         yield test_client
 
 
@@ -296,3 +299,20 @@ def test_a_token_in_the_address_is_traded_for_a_cookie(guarded: TestClient) -> N
     assert "samesite=strict" in cookie.lower()
     assert guarded.get("/api/stats").status_code == 200  # the client kept the cookie
     assert guarded.get("/?token=wrong").status_code == 200  # the cookie, not the wrong token
+
+
+@pytest.mark.parametrize("base_url", ["http://localhost:8080", "http://[::1]:8080"])
+def test_without_a_token_loopback_names_are_answered(
+    settings: Settings, redis_client: redis.Redis, base_url: str
+) -> None:
+    with TestClient(create_app(settings, connection=redis_client), base_url=base_url) as client:
+        assert client.get("/api/stats").status_code == 200
+
+
+def test_without_a_token_other_names_are_refused_against_dns_rebinding(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    app = create_app(settings, connection=redis_client)
+    with TestClient(app, base_url="http://attacker.example:8080") as client:
+        refused = client.get("/api/readings")
+    assert refused.status_code == 421 and "127.0.0.1" in refused.text
