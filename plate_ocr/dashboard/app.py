@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plate_ocr.connection import connect
+from plate_ocr.connection import DISCONNECT_ERRORS, connect
 from plate_ocr.dashboard.crop import CropUnavailable, find_crop
 from plate_ocr.dashboard.live import async_connect, sse_messages
 from plate_ocr.dashboard.server import is_loopback
@@ -163,9 +163,15 @@ def create_app(
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
         ],
         lifespan=lifespan,
+        exception_handlers=dict.fromkeys(DISCONNECT_ERRORS, _redis_unreachable),
     )
     token = settings.dashboard_token
     return _Guard(app, token.get_secret_value() if token is not None else None)
+
+
+async def _redis_unreachable(request: Request, exc: Exception) -> Response:
+    # The page says so and retries; a 500 with a traceback would say nothing more.
+    return JSONResponse({"error": f"Redis is unreachable: {exc}"}, status_code=503)
 
 
 async def _newest(connection: Any, settings: Settings) -> tuple[str, str]:

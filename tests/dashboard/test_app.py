@@ -316,3 +316,13 @@ def test_without_a_token_other_names_are_refused_against_dns_rebinding(
     with TestClient(app, base_url="http://attacker.example:8080") as client:
         refused = client.get("/api/readings")
     assert refused.status_code == 421 and "127.0.0.1" in refused.text
+
+
+def test_a_lost_redis_is_a_503_that_says_so() -> None:
+    unreachable = Settings(redis_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with TestClient(create_app(unreachable), base_url=LOCAL) as client:
+        for path in ("/api/stats", "/api/readings", "/api/stream"):
+            answer = client.get(path)
+            assert answer.status_code == 503, path
+            assert "Redis is unreachable" in answer.json()["error"]
+        assert client.get("/").status_code == 200  # the page still loads, and says so
