@@ -267,6 +267,7 @@ function countRow(cells) {
 async function refreshStats() {
   try {
     const s = await getJSON("/api/stats");
+    if (state.source && state.source.readyState === EventSource.OPEN) setConnection("live", "live");
     $("queued").textContent = s.queued;
     $("started").textContent = s.started;
     $("failed").textContent = s.failed;
