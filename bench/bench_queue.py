@@ -123,7 +123,7 @@ def bench_rq_baseline(
     client.flushdb()
     # read_plate_job reads with the bundled weights; hand it this bench's reader instead, so
     # the baseline reads with the same weights, input shape and backend, loaded once.
-    compat._reader = lambda model_path, device: reader
+    compat._reader = lambda model_path, device, kind: reader
     PlateProducer(settings, connection=client).submit_many(
         [jpegs[i % len(jpegs)] for i in range(n)]
     )

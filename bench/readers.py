@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.evaluate import GroupScore, align, load_labels, normalise  # noqa: E402
+from training.rapidocr_reader import rapidocr_reader  # noqa: E402
 from worker.image import decode_image, load_path  # noqa: E402
 
 Image = npt.NDArray[np.uint8]
@@ -43,20 +44,7 @@ def _ours(kind: str) -> Callable[[Sequence[Image]], list[str]]:
 
 
 def _rapidocr() -> Callable[[Sequence[Image]], list[str]]:
-    try:
-        from rapidocr_onnxruntime import RapidOCR
-    except ImportError:
-        sys.exit("bench/readers.py: RapidOCR is not installed: pip install rapidocr-onnxruntime")
-    engine = RapidOCR()
-
-    def read_one(image: Image) -> str:
-        found, _ = engine(image)
-        if found:
-            tallest = max(found, key=lambda f: max(p[1] for p in f[0]) - min(p[1] for p in f[0]))
-            return str(tallest[1])
-        rec, _ = engine(image, use_det=False, use_cls=False, use_rec=True)
-        return str(rec[0][0]) if rec else ""
-
+    read_one = rapidocr_reader()
     return lambda images: [read_one(image) for image in images]
 
 

@@ -158,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         "PLATE_OCR_REDIS_URL is set)",
     )
     p.add_argument("--count", type=int, default=None, help="how many samples to enqueue")
+    p.add_argument(
+        "--dashboard", action="store_true", help="also serve the live dashboard, and keep going"
+    )
+    p.add_argument("--port", type=int, default=None, help="the dashboard's port (8080)")
+
+    p = sub.add_parser("dashboard", help="serve the live dashboard (read-only web page)")
+    p.add_argument("--host", default=None, help="overrides PLATE_OCR_DASHBOARD_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="overrides PLATE_OCR_DASHBOARD_PORT")
 
     # Listed for --help; main() hands their arguments to their own parsers.
     for name, what in (
@@ -263,7 +271,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "demo":
         from plate_ocr.demo import run_demo
 
-        return run_demo(os.environ, count=args.count)
+        return run_demo(os.environ, count=args.count, dashboard=args.dashboard, port=args.port)
+    if cmd == "dashboard":
+        from plate_ocr.dashboard.server import run_dashboard
+
+        return run_dashboard(_settings(args), host=args.host, port=args.port)
     if cmd == "eval":
         from training.evaluate import run_eval
 

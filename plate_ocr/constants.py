@@ -10,6 +10,7 @@ __all__ = [
     "ATTEMPTS_FIELD",
     "CLASS_NAMES",
     "DEFAULT_CONFIDENCE",
+    "DEFAULT_EVENTS_STREAM",
     "DEFAULT_QUEUE",
     "DEFAULT_RESULTS_STREAM",
     "ENDED_FIELD",
@@ -48,6 +49,7 @@ DEFAULT_CONFIDENCE: Final = 0.25  # the original test_ocr.py default
 
 DEFAULT_QUEUE: Final = "plates"
 DEFAULT_RESULTS_STREAM: Final = "plate-ocr:readings"
+DEFAULT_EVENTS_STREAM = "plate-ocr:events"
 
 # The only function a worker will execute; a job naming anything else is failed, never run.
 JOB_FUNC_NAME: Final = "worker.job.read_plate_job"

@@ -9,10 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from plate_ocr.constants import DEFAULT_CONFIDENCE, DEFAULT_QUEUE, DEFAULT_RESULTS_STREAM
+from plate_ocr.constants import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_EVENTS_STREAM,
+    DEFAULT_QUEUE,
+    DEFAULT_RESULTS_STREAM,
+)
 
 __all__ = ["ENV_PREFIX", "Settings"]
 
@@ -28,6 +33,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field(default=DEFAULT_QUEUE, pattern=r"^[A-Za-z0-9_.\-]+$")
     results_stream: str = Field(default=DEFAULT_RESULTS_STREAM, min_length=1)
+    events_stream: str = DEFAULT_EVENTS_STREAM
     stream_maxlen: int = Field(default=100_000, ge=1, description="approximate MAXLEN trimming")
     stream_claim_idle_ms: int = Field(
         default=300_000,
@@ -78,6 +84,19 @@ class Settings(BaseSettings):
     failure_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=25.0, ge=0, description="< the pod's 30 s grace")
+
+    # The dashboard (plate-ocr dashboard). It only reads; off loopback it needs the token.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8080, ge=1, le=65535)
+    dashboard_token: SecretStr | None = Field(
+        default=None, description="required by every request when set (and off loopback)"
+    )
+    dashboard_window: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="newest readings the page loads, counts per camera and code, and searches",
+    )
 
     worker_id: str | None = None
 

@@ -141,7 +141,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.s
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
-    p.add_argument("--supplement", type=Path, help="real labelled set to oversample into train")
+    p.add_argument(
+        "--supplement",
+        type=Path,
+        action="append",
+        default=[],
+        help="real labelled set (images/, labels/) to oversample into train; may be repeated",
+    )
     p.add_argument("--supplement-repeat", type=int, default=4)
     args = p.parse_args(argv)
     data = generate_dataset(
@@ -152,9 +158,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.s
         progress=True,
         workers=args.workers,
     )
-    if args.supplement:
-        n = add_supplement(args.out, args.supplement, repeat=args.supplement_repeat)
-        print(f"synth: added {n} real supplement files", file=sys.stderr)
+    for supplement in args.supplement:
+        n = add_supplement(args.out, supplement, repeat=args.supplement_repeat)
+        print(f"synth: added {n} real supplement files from {supplement}", file=sys.stderr)
     print(data)
     return 0
 
