@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--camera", dest="camera_id", default=None)
+    p.add_argument("--track", dest="track_id", default=None, help="all crops are of one vehicle")
     p.add_argument("--by-reference", action="store_true", help="send file:// refs, not bytes")
     p.add_argument("--quiet", action="store_true", help="print only the count")
 
@@ -132,6 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             camera_id=args.camera_id,
             by_reference=args.by_reference,
             quiet=args.quiet,
+            track_id=args.track_id,
         )
     if cmd == "tail":
         from plate_ocr.stream import run_tail

@@ -330,4 +330,6 @@ class _Prepared:
 
 
 def _envelope(pj: PlateJob) -> Envelope:
-    return Envelope(job_id=pj.job_id, camera_id=pj.camera_id, metadata=pj.metadata)
+    return Envelope(
+        job_id=pj.job_id, camera_id=pj.camera_id, metadata=pj.metadata, track_id=pj.track_id
+    )

@@ -34,6 +34,7 @@ class Envelope:
     job_id: str
     camera_id: str | None
     metadata: dict[str, Any]
+    track_id: str | None = None
 
 
 def decode_payload(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
@@ -63,10 +64,12 @@ def envelope_of(taken: Taken) -> Envelope:
         raw = {}
     camera = raw.get("camera_id")
     metadata = raw.get("metadata")
+    track = raw.get("track_id")
     return Envelope(
         job_id=taken.job_id,
         camera_id=camera if isinstance(camera, str) else None,
         metadata=metadata if isinstance(metadata, dict) else {},
+        track_id=track if isinstance(track, str) else None,
     )
 
 

@@ -117,3 +117,14 @@ def test_plate_ocr_enqueue_reports_a_missing_path_as_an_error(
 ) -> None:
     assert main(["enqueue", str(tmp_path / "missing.jpg")]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_enqueue_track_marks_every_crop_with_the_track(
+    settings: Settings, redis_client: redis.Redis, crops: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--redis-url", settings.redis_url, "--queue", settings.queue, "enqueue", str(crops)]
+    assert main([*argv, "--camera", "gate-3", "--track", "car-17", "--quiet"]) == 0
+    jobs = plate_jobs(redis_client, settings)
+    assert len(jobs) == 3
+    assert {(job.camera_id, job.track_id) for job in jobs} == {("gate-3", "car-17")}
