@@ -9,10 +9,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from plate_ocr.constants import DEFAULT_CONFIDENCE, DEFAULT_QUEUE, DEFAULT_RESULTS_STREAM
+from plate_ocr.constants import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_EVENTS_STREAM,
+    DEFAULT_MQTT_TOPIC_PREFIX,
+    DEFAULT_QUEUE,
+    DEFAULT_RESULTS_STREAM,
+)
 
 __all__ = ["ENV_PREFIX", "Settings"]
 
@@ -76,6 +82,31 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=25.0, ge=0, description="< the pod's 30 s grace")
 
     worker_id: str | None = None
+
+    # Vehicle events (plate-ocr events): one PlateEvent per (camera_id, track_id).
+    events_stream: str = Field(default=DEFAULT_EVENTS_STREAM, min_length=1)
+    events_idle_timeout_s: float = Field(
+        default=3.0, gt=0, description="a track is closed once no reading came for this long"
+    )
+    events_max_duration_s: float = Field(
+        default=60.0, gt=0, description="a track open this long is closed (a parked car)"
+    )
+    events_single_reads: bool = Field(
+        default=False, description="readings without a track_id become single-read events"
+    )
+
+    # MQTT out (plate-ocr mqtt). mqtt_tls with no CA file trusts the system's CAs.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_topic_prefix: str = Field(default=DEFAULT_MQTT_TOPIC_PREFIX, pattern=r"^[^#+]+$")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str | None = Field(default=None, description="None: plate-ocr-mqtt-<host>")
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    mqtt_discovery: bool = Field(default=False, description="Home Assistant MQTT discovery")
+    mqtt_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[^#+]+$")
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -158,8 +158,7 @@ class PlateProducer:
         """
         fields: JobFields = {"camera_id": camera_id, "track_id": track_id}
         jobs = [
-            item if isinstance(item, PlateJob) else self._build_job(item, fields)
-            for item in items
+            item if isinstance(item, PlateJob) else self._build_job(item, fields) for item in items
         ]
         return self._enqueue(jobs)
 

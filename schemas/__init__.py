@@ -4,6 +4,7 @@ Light on purpose: importing this package pulls in pydantic only, never torch or 
 """
 
 from schemas.codes import ErrorCode
+from schemas.event import EventCandidate, EventCharacter, PlateEvent, event_id_for
 from schemas.job import DetectorBox, PlateJob
 from schemas.reading import (
     CharacterReading,
@@ -20,19 +21,24 @@ __all__ = [
     "CharacterReading",
     "DetectorBox",
     "ErrorCode",
+    "EventCandidate",
+    "EventCharacter",
     "ModelInfo",
+    "PlateEvent",
     "PlateJob",
     "PlateReading",
     "ReadingError",
     "Timings",
+    "event_id_for",
     "json_schemas",
     "reading_id_for",
 ]
 
 
 def json_schemas() -> dict[str, object]:
-    """The JSON Schema of the job and the reading, for consumers in other languages."""
+    """The JSON Schema of the job, the reading and the event, for consumers in other languages."""
     return {
         "PlateJob": PlateJob.model_json_schema(),
         "PlateReading": PlateReading.model_json_schema(),
+        "PlateEvent": PlateEvent.model_json_schema(),
     }
