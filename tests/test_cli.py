@@ -36,7 +36,7 @@ def test_devices_must_be_gpu_indices(capsys: pytest.CaptureFixture[str]) -> None
 def test_schema_writes_both_json_schemas(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schemas = json.loads(capsys.readouterr().out)
-    assert set(schemas) == {"PlateJob", "PlateReading"}
+    assert set(schemas) == {"PlateJob", "PlateReading", "PlateEvent"}
     assert "reading_id" in schemas["PlateReading"]["properties"]
 
 
