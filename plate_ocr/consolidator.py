@@ -22,6 +22,7 @@ two; once caught up, Redis's current time is the watermark.
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -295,11 +296,13 @@ class Consolidator:
 
 def run_events(settings: Settings, *, consumer: str | None, from_start: bool, burst: bool) -> int:
     """`plate-ocr events`: consolidate until SIGTERM/SIGINT (or, with `burst`, drained)."""
-    import signal
-
     consolidator = Consolidator(settings, consumer=consumer)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: consolidator.stop())
-    published = consolidator.run(from_start=from_start, burst=burst)
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, lambda *_: consolidator.stop()) for s in stops}
+    try:
+        published = consolidator.run(from_start=from_start, burst=burst)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     log.info("events: %d published from %d readings", published, consolidator.readings_taken)
     return 0
