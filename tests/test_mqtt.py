@@ -1,5 +1,6 @@
 """`plate-ocr mqtt` against the real Mosquitto: on 127.0.0.1:1883, and one of our own to restart."""
 
+import getpass
 import json
 import os
 import shutil
@@ -50,7 +51,14 @@ def answers(host: str, port: int) -> bool:
 class Subscriber:
     """A QoS 1 subscriber on a persistent session, so it misses nothing across broker restarts."""
 
-    def __init__(self, port: int, topic: str, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str,
+        *,
+        persistent: bool = False,
+        setup: Callable[[paho.Client], None] | None = None,
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._client = paho.Client(
@@ -59,6 +67,8 @@ class Subscriber:
             clean_session=not persistent,
             protocol=paho.MQTTv311,
         )
+        if setup is not None:
+            setup(self._client)
         self._subscribed = threading.Event()
         self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda *_: self._subscribed.set()
@@ -88,7 +98,7 @@ class Subscriber:
 class Mosquitto:
     """A broker of our own on a free port, with persistence, to stop and start mid-run."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, extra_config: str = "allow_anonymous true\n") -> None:
         binary = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
         if binary is None:
             pytest.fail("the mosquitto binary is missing (apt install mosquitto; .ci/run does)")
@@ -97,10 +107,12 @@ class Mosquitto:
             self.port = s.getsockname()[1]
         self._config = tmp / "mosquitto.conf"
         self._config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            # As root, mosquitto would drop to its own user and lose access to tmp.
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n{extra_config}"
             f"persistence true\npersistence_location {tmp}/\n"
         )
         self._binary = binary
+        self.database = tmp / "mosquitto.db"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -241,6 +253,7 @@ def test_a_broker_restart_mid_run_loses_no_reading(
     try:
         wait_for(lambda: len(subscriber.reading_ids()) >= 60, 30, "the first readings")
         broker.stop()
+        assert broker.database.exists(), "the broker saved its sessions and queues"
         # While it is down, what the bridge took stays unacknowledged in the group.
         wait_for(lambda: pending(redis_client, s) >= 1, 10, "a reading held for its PUBACK")
         broker.start()
@@ -306,3 +319,108 @@ def test_a_bridge_that_dies_before_the_puback_sends_the_reading_again(
         assert pending(redis_client, s) == 0
     finally:
         subscriber.close()
+
+
+def tls_broker(tmp: Path) -> Mosquitto:
+    """A broker that takes only TLS (certificate from a CA made here) and user `cam`."""
+
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=tmp, check=True, capture_output=True)
+
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    )
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    run(passwd, "-b", "-c", str(tmp / "passwd"), "cam", "s3cret")
+    return Mosquitto(
+        tmp,
+        f"cafile {tmp}/ca.crt\ncertfile {tmp}/server.crt\nkeyfile {tmp}/server.key\n"
+        f"allow_anonymous false\npassword_file {tmp}/passwd\n",
+    )
+
+
+def test_tls_and_a_username_and_password_come_from_the_settings(
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_reading: MakeReading,
+    publish: Publish,
+    tmp_path: Path,
+    prefix: str,
+) -> None:
+    broker = tls_broker(tmp_path)
+    broker.start()
+    env = {
+        "PLATE_OCR_MQTT_TLS": "true",
+        "PLATE_OCR_MQTT_CA_FILE": str(tmp_path / "ca.crt"),
+        "PLATE_OCR_MQTT_USERNAME": "cam",
+        "PLATE_OCR_MQTT_PASSWORD": "s3cret",
+    }
+    s = Settings.from_env(
+        env,
+        **{k: v for k, v in settings.model_dump().items() if k.startswith(("redis", "results"))},
+        mqtt_port=broker.port,
+        mqtt_topic_prefix=prefix,
+    )
+    assert "s3cret" not in repr(s)
+
+    def secure(client: paho.Client) -> None:
+        client.tls_set(ca_certs=str(tmp_path / "ca.crt"))
+        client.username_pw_set("cam", "s3cret")
+
+    subscriber = Subscriber(broker.port, f"{prefix}/readings/#", setup=secure)
+    try:
+        reading = make_reading("j1", camera_id="gate-3")
+        publish(redis_client, reading)
+        bridge = MqttBridge(s, consumer="m1")
+        bridge.start()
+        assert bridge.run(from_start=True, burst=True) == 1
+        bridge.close()
+        wait_for(lambda: subscriber.reading_ids() == {reading.reading_id}, 10, "the reading")
+    finally:
+        subscriber.close()
+        broker.stop()
