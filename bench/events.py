@@ -195,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_line(name, score))
     print(f"({time.perf_counter() - started:.0f} s; exact match, O folded to 0)")
     if args.json_out is not None:
-        report = {name: asdict(score) for name, score in results.items()}
-        report["args"] = {k: str(v) for k, v in vars(args).items()}  # type: ignore[assignment]
+        report: dict[str, dict[str, Any]] = {n: asdict(score) for n, score in results.items()}
+        report["args"] = {k: str(v) for k, v in vars(args).items()}
         args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -236,13 +236,10 @@ def test_the_same_readings_give_the_same_event_whatever_their_order(
 
 
 def consolidator_process(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PLATE_OCR_EVENTS_STREAM": settings.events_stream,
-        "PLATE_OCR_EVENTS_IDLE_TIMEOUT_S": str(settings.events_idle_timeout_s),
-    }
+    env = {**os.environ, "PLATE_OCR_EVENTS_STREAM": settings.events_stream}
     command = [sys.executable, "-m", "plate_ocr.cli", "--redis-url", settings.redis_url]
     command += ["--stream", settings.results_stream, "events", "--from-start", "--consumer", "k1"]
+    command += ["--idle-timeout-s", str(settings.events_idle_timeout_s)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
 
 
