@@ -1,15 +1,16 @@
 """Per-character voting across the reads of one plate: the text a track's reads agree on.
 
-Each read votes, for each of its characters, with that character's confidence. Reads of
+Each read votes for each of its characters, the vote counting by the log-odds of that
+character's confidence scaled by the read's own confidence (see `_evidence`). Reads of
 different lengths (a character missed, or a bolt read as an extra `1`) are first aligned to a
 reference by edit distance, so that they vote for the positions they really cover rather than
 shifting every character after the slip:
 
-1. The reference is the read text that is closest (weighted edit distance) to all the others.
+1. The reference is the read text closest (evidence-weighted edit distance) to all the others.
 2. Every read is aligned to it (Levenshtein, with a backtrace): a matched or substituted
    character votes for that position, a missing one votes "no character here", an extra one
    votes for an insertion after the position.
-3. Each position keeps the character with the most weight; a position is dropped when "no
+3. Each position keeps the character with the most evidence; a position is dropped when "no
    character" wins, and an insertion is kept only when it outweighs the reads that had none.
 
 The confidence of a consensus character is its share of the votes out of one vote per read, so
@@ -17,6 +18,7 @@ a single read gives back its own confidences, and agreeing confident reads appro
 Pure Python, no I/O: the consolidator feeds it readings, the bench feeds it model output.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 __all__ = ["Consensus", "Read", "align", "vote"]
 
 _GAP = ""
+_EPS = 1e-6
 _MAX_CANDIDATES = 5
 
 
@@ -90,16 +93,19 @@ def _distance(a: str, b: str) -> int:
 
 
 def _reference(reads: Sequence[Read]) -> str:
+    evidence_of: dict[str, float] = defaultdict(float)
     weight_of: dict[str, float] = defaultdict(float)
     for read in reads:
+        evidence_of[read.text] += _evidence(read.weight, read.weight)
         weight_of[read.text] += read.weight
-    texts = sorted(weight_of)  # sorted: the same reads always pick the same reference
 
     def spread(text: str) -> tuple[float, float, str]:
-        far = sum(w * _distance(text, other) for other, w in weight_of.items())
-        return far, -weight_of[text], text
+        # Closest to the others by evidence; among reads too weak to carry any, by confidence.
+        far = sum(e * _distance(text, other) for other, e in evidence_of.items())
+        far_weight = sum(w * _distance(text, other) for other, w in weight_of.items())
+        return far, far_weight, text
 
-    return min(texts, key=spread)
+    return min(sorted(evidence_of), key=spread)  # sorted: the same reads, the same reference
 
 
 def vote(reads: Sequence[Read]) -> Consensus:
@@ -110,10 +116,10 @@ def vote(reads: Sequence[Read]) -> Consensus:
     if not voters:
         return Consensus("", (), (("", 0.0, len(reads)),))
     reference = _reference(voters)
-    at: list[dict[str, float]] = [defaultdict(float) for _ in reference]
+    at: list[_Votes] = [_Votes() for _ in reference]
     # What each read inserts before reference position p (p = len: after the last), as one
     # string per read, so that "nothing inserted" is a vote like any other.
-    inserted: list[dict[str, float]] = [defaultdict(float) for _ in range(len(reference) + 1)]
+    inserted: list[_Votes] = [_Votes() for _ in range(len(reference) + 1)]
     for read in voters:
         extra: dict[int, list[int]] = defaultdict(list)
         for position, ri, ti in align(reference, read.text):
@@ -121,29 +127,52 @@ def vote(reads: Sequence[Read]) -> Consensus:
                 assert ti is not None
                 extra[position].append(ti)
             elif ti is None:
-                at[ri][_GAP] += read.weight
+                at[ri].add(_GAP, read.weight, read.weight)
             else:
-                at[ri][read.text[ti]] += read.confidences[ti]
+                at[ri].add(read.text[ti], read.confidences[ti], read.weight)
         for position in range(len(reference) + 1):
             indices = extra.get(position, [])
             weight = min((read.confidences[i] for i in indices), default=read.weight)
-            inserted[position]["".join(read.text[i] for i in indices)] += weight
+            inserted[position].add("".join(read.text[i] for i in indices), weight, read.weight)
     n = len(voters)
     chars: list[tuple[str, float]] = []
     for position in range(len(reference) + 1):
-        extra_text, weight = _winner(inserted[position])
-        chars.extend((c, min(weight / n, 1.0)) for c in extra_text)
+        extra_text, share = inserted[position].winner()
+        chars.extend((c, min(share / n, 1.0)) for c in extra_text)
         if position < len(reference):
-            char, weight = _winner(at[position])
+            char, share = at[position].winner()
             if char != _GAP:
-                chars.append((char, min(weight / n, 1.0)))
+                chars.append((char, min(share / n, 1.0)))
     text = "".join(c for c, _ in chars)
     return Consensus(text, tuple(w for _, w in chars), _candidates(reads, text))
 
 
-def _winner(weights: dict[str, float]) -> tuple[str, float]:
-    # Highest weight; ties to the alphabetically first, so the result never depends on order.
-    return min(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+def _evidence(confidence: float, read_weight: float) -> float:
+    """How much a vote counts when choosing a character: the log-odds of its confidence (a 0.95
+    character outweighs three 0.6 ones; below 0.5, nothing), scaled by the read's own weight,
+    so that a far-away frame that is mostly wrong cannot outvote a clear one with the single
+    character it happened to see confidently."""
+    c = min(max(confidence, _EPS), 1.0 - _EPS)
+    return max(0.0, math.log(c / (1.0 - c))) * read_weight
+
+
+class _Votes:
+    """The votes for one position: their evidence (decides) and confidence (reported)."""
+
+    def __init__(self) -> None:
+        self._evidence: dict[str, float] = defaultdict(float)
+        self._confidence: dict[str, float] = defaultdict(float)
+
+    def add(self, choice: str, confidence: float, read_weight: float) -> None:
+        self._evidence[choice] += _evidence(confidence, read_weight)
+        self._confidence[choice] += confidence
+
+    def winner(self) -> tuple[str, float]:
+        """The choice with the most evidence (then the most confidence, then alphabetically
+        first, so that the result never depends on the order of the reads), and the sum of its
+        votes' confidences."""
+        choice = min(self._evidence, key=lambda c: (-self._evidence[c], -self._confidence[c], c))
+        return choice, self._confidence[choice]
 
 
 def _candidates(reads: Sequence[Read], consensus: str) -> tuple[tuple[str, float, int], ...]:
