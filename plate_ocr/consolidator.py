@@ -17,7 +17,9 @@ Exactly once, whatever is killed when:
 Time is the results stream's own: the time part of a reading's entry id (Redis's clock when the
 worker published it). While catching up on a backlog, a track falls due only when readings
 published after its deadline have been read, so a restarted consolidator does not cut tracks in
-two; once caught up, Redis's current time is the watermark.
+two; once caught up, Redis's current time is the watermark. With several consolidators in the
+group, a track is cut where it went quiet as long as none of them lags the stream by more than
+the idle timeout (one that does can split a track: two events, never a lost or repeated one).
 """
 
 import json

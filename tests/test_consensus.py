@@ -73,3 +73,14 @@ def test_a_read_needs_one_confidence_per_character_and_vote_needs_reads() -> Non
         Read("ABC", (0.9,))
     with pytest.raises(ValueError, match="no reads"):
         vote([])
+
+
+def test_far_away_frames_cannot_outvote_a_clear_one_with_one_confident_character() -> None:
+    clear = read("ABC1230", 0.9)
+    far = Read("XYZ4562", (0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.95))
+    # Summing confidences would make the last character "2" (1.9 against 0.9).
+    assert vote([clear, far, far]).text == "ABC1230"
+
+
+def test_reads_too_weak_to_carry_evidence_are_still_voted_on_by_confidence() -> None:
+    assert vote([read("ABC123", 0.4), read("ABC123", 0.35), read("A8C123", 0.3)]).text == "ABC123"
