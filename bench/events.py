@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from plate_ocr.consolidator import build_event
+from plate_ocr.events import build_event
 
 # The generator is moving to a top-level `training` package: this is the one line to change.
 from plate_ocr.training import evaluate, synth_augment, synth_render

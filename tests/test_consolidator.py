@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from plate_ocr.consolidator import Consolidator, build_event
+from plate_ocr.consolidator import Consolidator
 from plate_ocr.constants import EVENTS_GROUP
 from plate_ocr.settings import Settings
 from schemas import CharacterReading, PlateEvent, PlateReading, event_id_for
@@ -221,18 +221,6 @@ def test_untracked_and_error_readings_become_events_only_when_asked(
     (event,) = events(redis_client, event_settings)
     assert (event.closed_by, event.reads, event.text) == ("single_read", 1, untracked.text)
     assert event.best_reading_id == untracked.reading_id
-
-
-def test_the_same_readings_give_the_same_event_whatever_their_order(
-    make_reading: MakeReading,
-) -> None:
-    readings = [
-        make_reading(f"j{k}", text=t, camera_id="c", track_id="t")
-        for k, t in enumerate(["ABC123", "A8C123", "ABC123"])
-    ]
-    a = build_event(readings, closed_by="idle")
-    b = build_event(readings[::-1], closed_by="idle")
-    assert a.model_dump(exclude={"created_at"}) == b.model_dump(exclude={"created_at"})
 
 
 def consolidator_process(settings: Settings) -> subprocess.Popen[bytes]:
