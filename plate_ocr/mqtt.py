@@ -109,6 +109,7 @@ class MqttBridge:
 
     def close(self) -> None:
         """Say `offline` (best effort) and disconnect."""
+        self._stop.set()  # so that the disconnect is not reported as a lost broker
         mid = self._send(self._status_topic, "offline", retain=True)
         self._wait_for(mid, deadline_s=_CLOSE_WAIT_S, stoppable=False)
         self._client.disconnect()
