@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--camera", dest="camera_id", default=None, help="camera id for every job")
+    p.add_argument("--track", dest="track_id", default=None, help="all crops are of one vehicle")
     p.add_argument("--by-reference", action="store_true", help="send file:// refs, not bytes")
     p.add_argument("--quiet", action="store_true", help="print only the count")
 
@@ -141,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         "where a NEW group starts (an existing group goes on from where it stands)",
     )
     p.add_argument("--count", type=int, default=None, help="stop after N readings")
+
+    p = sub.add_parser("events", help="one PlateEvent per vehicle track, on the events stream")
+    p.add_argument("--consumer", default=None, help="default: the host name")
+    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    p.add_argument("--idle-timeout-s", type=float, default=None, help="close a quiet track")
+    p.add_argument("--max-duration-s", type=float, default=None, help="close a long track")
+    p.add_argument("--single-reads", action="store_true", default=None, help="untracked too")
+    p.add_argument("--burst", action="store_true", help="drain, close every track, exit")
+
+    p = sub.add_parser("mqtt", help="publish readings to an MQTT broker (Home Assistant)")
+    p.add_argument("--host", default=None, help="overrides PLATE_OCR_MQTT_HOST")
+    p.add_argument("--port", type=int, default=None, help="overrides PLATE_OCR_MQTT_PORT")
+    p.add_argument("--topic-prefix", default=None, help="plate-ocr")
+    p.add_argument("--discovery", action="store_true", default=None, help="Home Assistant")
+    p.add_argument("--consumer", default=None, help="default: the host name")
+    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
 
     p = sub.add_parser("schema", help="write the JSON Schema of the job and the reading")
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
@@ -244,6 +262,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             camera_id=args.camera_id,
             by_reference=args.by_reference,
             quiet=args.quiet,
+            track_id=args.track_id,
         )
     if cmd == "tail":
         from plate_ocr.stream import run_tail
@@ -254,6 +273,31 @@ def _dispatch(args: argparse.Namespace) -> int:
             consumer=args.consumer,
             from_start=args.from_start,
             count=args.count,
+        )
+    if cmd == "events":
+        from plate_ocr.consolidator import run_events
+
+        settings = _settings(
+            args,
+            events_idle_timeout_s=args.idle_timeout_s,
+            events_max_duration_s=args.max_duration_s,
+            events_single_reads=args.single_reads,
+        )
+        return run_events(
+            settings, consumer=args.consumer, from_start=args.from_start, burst=args.burst
+        )
+    if cmd == "mqtt":
+        from plate_ocr.mqtt import run_mqtt
+
+        settings = _settings(
+            args,
+            mqtt_host=args.host,
+            mqtt_port=args.port,
+            mqtt_topic_prefix=args.topic_prefix,
+            mqtt_discovery=args.discovery,
+        )
+        return run_mqtt(
+            settings, consumer=args.consumer, from_start=args.from_start, burst=args.burst
         )
     if cmd == "schema":
         from schemas.json_schema import CONTRACT_MODELS, json_schema, json_schemas

@@ -11,13 +11,18 @@ __all__ = [
     "CLASS_NAMES",
     "DEFAULT_CONFIDENCE",
     "DEFAULT_EVENTS_STREAM",
+    "DEFAULT_MQTT_TOPIC_PREFIX",
     "DEFAULT_QUEUE",
     "DEFAULT_RESULTS_STREAM",
     "ENDED_FIELD",
     "ENTRY_FIELD",
+    "EVENTS_GROUP",
+    "EVENT_PUBLISHED_KEY_PREFIX",
     "JOB_FUNC_NAME",
     "LEASES_KEY_PREFIX",
     "MAX_BLOCK_MS",
+    "MQTT_GROUP",
+    "OPEN_TRACKS_KEY_PREFIX",
     "PRODUCER_RECONNECT_DEADLINE_S",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_S",
@@ -37,6 +42,8 @@ __all__ = [
     "RQ_RESULTS_KEY_PREFIX",
     "RQ_STARTED_GRACE_S",
     "SUPERSEDES_FIELD",
+    "TRACK_KEY_PREFIX",
+    "TRACK_SEEN_KEY_PREFIX",
     "WAIT_CURSORS_MAX",
     "WORKER_HEARTBEAT_INTERVAL_S",
     "WORKER_HEARTBEAT_KEY_PREFIX",
@@ -49,7 +56,21 @@ DEFAULT_CONFIDENCE: Final = 0.25  # the original test_ocr.py default
 
 DEFAULT_QUEUE: Final = "plates"
 DEFAULT_RESULTS_STREAM: Final = "plate-ocr:readings"
-DEFAULT_EVENTS_STREAM = "plate-ocr:events"
+DEFAULT_EVENTS_STREAM: Final = "plate-ocr:events"  # one PlateEvent per vehicle (plate-ocr events)
+
+# Consumer groups on the results stream of our own consumers (each sees every reading once).
+EVENTS_GROUP: Final = "plate-ocr-events"
+MQTT_GROUP: Final = "plate-ocr-mqtt"
+DEFAULT_MQTT_TOPIC_PREFIX: Final = "plate-ocr"
+
+# The consolidator's state, all keyed under the events stream's name (+ ":" + ...), so that two
+# deployments sharing a Redis keep apart. A track is a hash (its readings and bounds) listed in
+# the open-tracks sorted set by when it falls due; a seen marker (kept PUBLISHED_TTL_S) makes
+# adding a redelivered reading a no-op, a published marker makes publishing an event once only.
+TRACK_KEY_PREFIX: Final = "plate-ocr:track:"  # + events stream + ":" + JSON [camera, track]
+OPEN_TRACKS_KEY_PREFIX: Final = "plate-ocr:open-tracks:"  # + events stream
+TRACK_SEEN_KEY_PREFIX: Final = "plate-ocr:track-seen:"  # + events stream + ":" + reading_id
+EVENT_PUBLISHED_KEY_PREFIX: Final = "plate-ocr:event-published:"  # + events stream + ":" + id
 
 # The only function a worker will execute; a job naming anything else is failed, never run.
 JOB_FUNC_NAME: Final = "worker.job.read_plate_job"

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from plate_ocr.constants import (
     DEFAULT_CONFIDENCE,
     DEFAULT_EVENTS_STREAM,
+    DEFAULT_MQTT_TOPIC_PREFIX,
     DEFAULT_QUEUE,
     DEFAULT_RESULTS_STREAM,
 )
@@ -33,7 +34,6 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field(default=DEFAULT_QUEUE, pattern=r"^[A-Za-z0-9_.\-]+$")
     results_stream: str = Field(default=DEFAULT_RESULTS_STREAM, min_length=1)
-    events_stream: str = DEFAULT_EVENTS_STREAM
     stream_maxlen: int = Field(default=100_000, ge=1, description="approximate MAXLEN trimming")
     stream_claim_idle_ms: int = Field(
         default=300_000,
@@ -99,6 +99,31 @@ class Settings(BaseSettings):
     )
 
     worker_id: str | None = None
+
+    # Vehicle events (plate-ocr events): one PlateEvent per (camera_id, track_id).
+    events_stream: str = Field(default=DEFAULT_EVENTS_STREAM, min_length=1)
+    events_idle_timeout_s: float = Field(
+        default=3.0, gt=0, description="a track is closed once no reading came for this long"
+    )
+    events_max_duration_s: float = Field(
+        default=60.0, gt=0, description="a track open this long is closed (a parked car)"
+    )
+    events_single_reads: bool = Field(
+        default=False, description="readings without a track_id become single-read events"
+    )
+
+    # MQTT out (plate-ocr mqtt). mqtt_tls with no CA file trusts the system's CAs.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_topic_prefix: str = Field(default=DEFAULT_MQTT_TOPIC_PREFIX, pattern=r"^[^#+]+$")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str | None = Field(default=None, description="None: plate-ocr-mqtt-<host>")
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    mqtt_discovery: bool = Field(default=False, description="Home Assistant MQTT discovery")
+    mqtt_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[^#+]+$")
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -111,6 +111,9 @@ class ReadingStream:
         self.name = settings.results_stream
         self._claim_idle_ms = settings.stream_claim_idle_ms
         self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
+        # The stream id of the reading follow() handed out last: its time part is when Redis
+        # took the reading in, a clock every consumer shares (the events consolidator's).
+        self.last_entry_id: bytes | None = None
 
     def read_all(self) -> list[PlateReading]:
         """Every reading still in the stream, oldest first (for tests, demos and small streams)."""
@@ -165,6 +168,7 @@ class ReadingStream:
         for entry_id, fields in entries:
             reading = self._parse_or_log(entry_id, fields)
             if reading is not None:
+                self.last_entry_id = entry_id
                 yield reading
                 delivered += 1
             if group is not None:

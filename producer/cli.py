@@ -73,6 +73,7 @@ def run_enqueue(
     camera_id: str | None,
     by_reference: bool,
     quiet: bool,
+    track_id: str | None = None,
 ) -> int:
     """Enqueue every image under `paths`; with `by_reference`, send file:// URIs, not bytes.
 
@@ -100,7 +101,7 @@ def run_enqueue(
         for start in range(0, len(images), _CHUNK):
             chunk = images[start : start + _CHUNK]
             items = [p.resolve().as_uri() for p in chunk] if by_reference else chunk
-            job_ids = producer.submit_many(items, camera_id=camera_id)
+            job_ids = producer.submit_many(items, camera_id=camera_id, track_id=track_id)
             enqueued += len(job_ids)
             bar.update(len(chunk))
             if not quiet:

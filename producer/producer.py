@@ -155,15 +155,20 @@ class PlateProducer:
         return self._enqueue([self._build_job(ref, fields)])[0]
 
     def submit_many(
-        self, items: Iterable[ImageInput | PlateJob], *, camera_id: str | None = None
+        self,
+        items: Iterable[ImageInput | PlateJob],
+        *,
+        camera_id: str | None = None,
+        track_id: str | None = None,
     ) -> list[str]:
         """Enqueue many crops in one round trip (plus the depth check); returns their job ids.
 
-        An item that is already a PlateJob is sent as it is (its own camera_id included).
+        `track_id` marks them all as crops of one vehicle (see `plate-ocr events`). An item that
+        is already a PlateJob is sent as it is (its own camera_id and track_id included).
         """
+        fields: JobFields = {"camera_id": camera_id, "track_id": track_id}
         jobs = [
-            item if isinstance(item, PlateJob) else self._build_job(item, {"camera_id": camera_id})
-            for item in items
+            item if isinstance(item, PlateJob) else self._build_job(item, fields) for item in items
         ]
         return self._enqueue(jobs)
 

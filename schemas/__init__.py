@@ -4,6 +4,7 @@ Light on purpose: importing this package pulls in pydantic only, never torch or 
 """
 
 from schemas.codes import ErrorCode
+from schemas.event import EventCandidate, EventCharacter, PlateEvent, event_id_for
 from schemas.job import DetectorBox, PlateJob
 from schemas.json_schema import json_schema, json_schemas
 from schemas.reading import (
@@ -23,11 +24,15 @@ __all__ = [
     "CharacterReading",
     "DetectorBox",
     "ErrorCode",
+    "EventCandidate",
+    "EventCharacter",
     "ModelInfo",
+    "PlateEvent",
     "PlateJob",
     "PlateReading",
     "ReadingError",
     "Timings",
+    "event_id_for",
     "json_schema",
     "json_schemas",
     "reading_id_for",

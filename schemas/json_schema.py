@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import core_schema
 
+from schemas.event import PlateEvent
 from schemas.job import PlateJob
 from schemas.reading import PlateReading
 from schemas.version import SCHEMA_VERSION
@@ -30,6 +31,7 @@ _MAJOR: Final = SCHEMA_VERSION.split(".", 1)[0]
 CONTRACT_MODELS: Final[tuple[tuple[type[BaseModel], JsonSchemaMode], ...]] = (
     (PlateJob, "validation"),
     (PlateReading, "serialization"),
+    (PlateEvent, "serialization"),
 )
 
 

@@ -116,6 +116,7 @@ class PlateReading(_Frozen):
     device: str
     worker_id: str
     camera_id: str | None = None
+    track_id: str | None = Field(default=None, description="the job's track (one vehicle)")
     metadata: dict[str, Any] = Field(default_factory=dict)
     timings: Timings
     error: ReadingError | None = None

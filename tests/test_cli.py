@@ -43,7 +43,7 @@ def test_devices_must_be_gpu_indices(capsys: pytest.CaptureFixture[str]) -> None
 def test_schema_writes_both_json_schemas(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schemas = json.loads(capsys.readouterr().out)
-    assert {"PlateJob", "PlateReading"} <= set(schemas["$defs"])
+    assert {"PlateJob", "PlateReading", "PlateEvent"} <= set(schemas["$defs"])
     assert "reading_id" in schemas["$defs"]["PlateReading"]["properties"]
 
 

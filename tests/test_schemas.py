@@ -173,11 +173,15 @@ def test_the_public_names_are_pinned() -> None:
             "CharacterReading",
             "DetectorBox",
             "ErrorCode",
+            "EventCandidate",
+            "EventCharacter",
             "ModelInfo",
+            "PlateEvent",
             "PlateJob",
             "PlateReading",
             "ReadingError",
             "Timings",
+            "event_id_for",
             "json_schema",
             "json_schemas",
             "reading_id_for",
@@ -195,7 +199,7 @@ def test_plate_ocr_schema_prints_both_json_schemas(capsys: pytest.CaptureFixture
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(json_schemas()))
     models = printed["$defs"]
-    assert {"PlateJob", "PlateReading"} <= set(models)
+    assert {"PlateJob", "PlateReading", "PlateEvent"} <= set(models)
     assert models["PlateJob"]["additionalProperties"] is False
     assert "image_b64" in models["PlateJob"]["properties"]
     assert "reading_id" in models["PlateReading"]["required"]
@@ -215,3 +219,37 @@ def test_plate_ocr_schema_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "schema.json"
     assert main(["schema", "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == json.loads(json.dumps(json_schemas()))
+
+
+# --- PlateEvent --------------------------------------------------------------------------------
+
+
+def test_an_event_id_depends_on_camera_track_and_first_reading_only() -> None:
+    assert schemas.event_id_for("c", "t", "r1") == schemas.event_id_for("c", "t", "r1")
+    others = {("c", "t", "r2"), ("c2", "t", "r1"), ("c", "t2", "r1"), (None, "t", "r1")}
+    assert schemas.event_id_for("c", "t", "r1") not in {schemas.event_id_for(*o) for o in others}
+
+
+def test_an_event_is_versioned_and_round_trips_through_json() -> None:
+    event = schemas.PlateEvent(
+        event_id="e1",
+        camera_id="gate-3",
+        track_id="car-1",
+        text="ABC123",
+        confidence=0.7,
+        characters=tuple(schemas.EventCharacter(char=c, confidence=0.7) for c in "ABC123"),
+        candidates=(schemas.EventCandidate(text="ABC123", score=0.8, reads=3),),
+        reads=4,
+        agreeing_reads=3,
+        best_reading_id="r1",
+        best_job_id="j1",
+        reading_ids=("r1", "r2", "r3", "r4"),
+        first_seen=datetime(2026, 1, 1, tzinfo=UTC),
+        last_seen=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC),
+        closed_by="idle",
+    )
+    assert event.schema_version == SCHEMA_VERSION
+    assert schemas.PlateEvent.model_validate_json(event.model_dump_json()) == event
+    assert "agreeing_reads" in json_schemas()["PlateEvent"]["properties"]  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        schemas.PlateEvent.model_validate({**event.model_dump(), "closed_by": "whenever"})

@@ -360,4 +360,5 @@ def _envelope(pj: PlateJob, taken: Taken) -> Envelope:
         metadata=pj.metadata,
         requeues=taken.requeues,
         supersedes=taken.supersedes,
+        track_id=pj.track_id,
     )

@@ -36,6 +36,7 @@ class Envelope:
     metadata: dict[str, Any]
     requeues: int = 0  # a person's requeues of the job after it ended (see Taken)
     supersedes: str | None = None
+    track_id: str | None = None
 
 
 def decode_payload(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
@@ -65,12 +66,14 @@ def envelope_of(taken: Taken) -> Envelope:
         raw = {}
     camera = raw.get("camera_id")
     metadata = raw.get("metadata")
+    track = raw.get("track_id")
     return Envelope(
         job_id=taken.job_id,
         camera_id=camera if isinstance(camera, str) else None,
         metadata=metadata if isinstance(metadata, dict) else {},
         requeues=taken.requeues,
         supersedes=taken.supersedes,
+        track_id=track if isinstance(track, str) else None,
     )
 
 

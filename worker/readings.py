@@ -130,6 +130,7 @@ class ReadingFactory:
             device=self.device,
             worker_id=self.worker_id,
             camera_id=envelope.camera_id,
+            track_id=envelope.track_id,
             metadata=envelope.metadata,
             timings=Timings(
                 queue_wait_ms=_ms_since(enqueued_at, taken_at or created_at),

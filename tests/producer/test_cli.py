@@ -185,3 +185,14 @@ def test_redacted_url_hides_only_the_password() -> None:
     assert redacted_url("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
     assert redacted_url("rediss://:pw@h/0") == "rediss://:***@h/0"
     assert redacted_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+@pytest.mark.redis
+def test_enqueue_track_marks_every_crop_with_the_track(
+    settings: Settings, redis_client: redis.Redis, crops: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--redis-url", settings.redis_url, "--queue", settings.queue, "enqueue", str(crops)]
+    assert main([*argv, "--camera", "gate-3", "--track", "car-17", "--quiet"]) == 0
+    jobs = plate_jobs(redis_client, settings)
+    assert len(jobs) == 3
+    assert {(job.camera_id, job.track_id) for job in jobs} == {("gate-3", "car-17")}

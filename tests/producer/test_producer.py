@@ -390,3 +390,11 @@ def test_importing_the_producer_and_schemas_loads_no_model_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_submit_many_marks_every_crop_with_the_track(
+    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+) -> None:
+    ids = producer.submit_many([b"a", b"b"], camera_id="gate-3", track_id="car-17")
+    jobs = [queued_plate_job(fake_redis, settings, job_id) for job_id in ids]
+    assert {(job.camera_id, job.track_id) for job in jobs} == {("gate-3", "car-17")}

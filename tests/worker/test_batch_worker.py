@@ -215,3 +215,15 @@ def test_rq_sees_finished_and_failed_jobs_with_their_results(
     assert bad_job.exc_info is not None and bad_job.exc_info.startswith("undecodable_image: ")
     failed_result = bad_job.latest_result()
     assert failed_result is not None and "undecodable_image" in (failed_result.exc_string or "")
+
+
+def test_a_reading_carries_its_jobs_track(settings: Settings, redis_client: redis.Redis) -> None:
+    producer = PlateProducer(settings, connection=redis_client)
+    tracked = producer.submit_many([png(40, 20)] * 3, camera_id="cam-1", track_id="car-17")
+    untracked = producer.submit(png(40, 20), camera_id="cam-1")
+    invalid = producer.submit(b"not an image", camera_id="cam-1", track_id="car-18")
+    assert run_burst(settings, redis_client) == 5
+    by_id = {r.job_id: r for r in readings(redis_client, settings)}
+    assert {by_id[j].track_id for j in tracked} == {"car-17"}
+    assert by_id[untracked].track_id is None
+    assert (by_id[invalid].status, by_id[invalid].track_id) == ("error", "car-18")
