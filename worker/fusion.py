@@ -14,7 +14,7 @@ distributions disagree (one minus the Bhattacharyya coefficient), so a recognise
   one median character wide, as tall as the row;
 - detector only: dropped. The recogniser reads the region the detector's boxes bound, so what it
   does not see there is mostly a stray box on a bolt, a sticker or a state-name letter. On the dev
-  set, keeping strong detector-only boxes (>= 0.6) cost 0.5 points of exact match.
+  set, keeping detector-only boxes never helped (scores >= 0.9: 89.7% against 89.8% without).
 
 Weights chosen on the real dev set (exact match of the fused text): recogniser weight 0.8
 (0.5: 85.3%, 0.7: 88.0%, 0.8: 89.8%, 1.0 = recogniser alone: 89.0%).
