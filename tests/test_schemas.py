@@ -250,6 +250,6 @@ def test_an_event_is_versioned_and_round_trips_through_json() -> None:
     )
     assert event.schema_version == SCHEMA_VERSION
     assert schemas.PlateEvent.model_validate_json(event.model_dump_json()) == event
-    assert "agreeing_reads" in json_schemas()["PlateEvent"]["properties"]  # type: ignore[index]
+    assert "agreeing_reads" in json_schemas()["$defs"]["PlateEvent"]["properties"]  # type: ignore[index]
     with pytest.raises(ValidationError):
         schemas.PlateEvent.model_validate({**event.model_dump(), "closed_by": "whenever"})
