@@ -31,6 +31,7 @@ from schemas.reading import ModelInfo
 
 __all__ = [
     "BLANK",
+    "MAX_BATCH",
     "OTHER",
     "LineRead",
     "LineRecogniser",
@@ -42,6 +43,9 @@ LINE_HEIGHT: Final = 48  # the network's input height
 STRETCH: Final = 1.5
 MIN_WIDTH: Final = 320
 MAX_WIDTH: Final = 1600  # a line wider than 33:1 after stretching is not a plate serial
+# Lines per network call. Larger batches run slower per line on the CPU (the activations of a
+# 48x320 line outgrow the caches): see bench/readers.py.
+MAX_BATCH: Final = 4
 _WIDTH_STEP: Final = 8  # the network's horizontal downsampling: one CTC step per 8 px
 
 # Columns of `LineRead.probs`: the CTC blank, then the 36 classes, then everything else.
@@ -109,7 +113,13 @@ class LineRead:
 class LineRecogniser:
     """Reads cropped text lines, batched. Thread-compatible: one call at a time per instance."""
 
-    def __init__(self, model_path: Path | str | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        threads: int | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
 
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
@@ -130,6 +140,7 @@ class LineRecogniser:
         self._symbols = np.flatnonzero(fold.any(axis=1))
         self._fold = np.ascontiguousarray(fold[self._symbols])
         self.model_info = ModelInfo(name=path.stem, sha256=_sha256(path))
+        self.max_batch = max_batch
 
     def read_lines(
         self, image: npt.NDArray[np.uint8], boxes: Sequence[tuple[int, int, int, int]]
@@ -149,7 +160,12 @@ class LineRecogniser:
         for i, (tensor, _) in enumerate(prepared):
             by_width.setdefault(tensor.shape[-1], []).append(i)
         reads: list[LineRead | None] = [None] * len(lines)
-        for indices in by_width.values():
+        chunks = [
+            same[start : start + self.max_batch]
+            for same in by_width.values()
+            for start in range(0, len(same), self.max_batch)
+        ]
+        for indices in chunks:
             batch = np.stack([prepared[i][0] for i in indices])
             probs = self._session.run(None, {self._input: batch})[0]
             net_px_per_step = batch.shape[-1] / probs.shape[1]
