@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", dest="model_path", type=Path, default=None)
     p.add_argument("--backend", default=None, help="torch (default), onnx, openvino, engine")
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz, /readyz here (--devices: PORT+N for cuda:N)",
+    )
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
@@ -121,6 +127,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms,
             model_path=args.model_path,
             backend=args.backend,
+            metrics_port=args.metrics_port,
         )
         return run_worker(settings, devices=args.devices, burst=args.burst)
     if cmd == "enqueue":

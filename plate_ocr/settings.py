@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=25.0, ge=0, description="< the pod's 30 s grace")
 
+    # Metrics and probes (worker.probes): /metrics, /healthz, /readyz. None: not served.
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="--devices: cuda:N serves on metrics_port + N"
+    )
+    health_stale_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz fails once the loop has not gone round this long (keep it above "
+        "lease_s plus a batch's model time)",
+    )
+
     worker_id: str | None = None
 
     @field_validator("allowed_roots", mode="before")
