@@ -70,7 +70,8 @@ class ProbeServer:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever() that never began
+            self._server.shutdown()
         self._server.server_close()
         self._redis.close()
 
