@@ -520,3 +520,10 @@ def test_compose_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
             settings = Settings.from_env({k: str(v) for k, v in service["environment"].items()})
             expected.add(f"{name}:{settings.metrics_port}")
     assert targets == expected
+
+
+def test_pods_run_as_the_user_the_images_create(overlay: tuple[str, list[Doc]]) -> None:
+    uid = worker(overlay[1])["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    for dockerfile in ("Dockerfile.cuda", "Dockerfile.cpu"):
+        created = re.search(r"useradd .*--uid (\d+)", (ROOT / "deploy" / dockerfile).read_text())
+        assert created is not None and int(created.group(1)) == uid, dockerfile

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from rq import Queue
 
 from plate_ocr.constants import PROBE_REDIS_TIMEOUT_S
+from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
 from worker.metrics import WorkerMetrics
 
@@ -53,9 +54,13 @@ class ProbeServer:
         )
         metrics.registry.register(_QueueDepth(Queue(settings.queue, connection=self._redis)))
         self._metrics_app = make_wsgi_app(metrics.registry)
-        self._server = make_server(
-            host, port, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
+            )
+        except OSError as e:  # most often: another worker on this host has the port
+            self._redis.close()
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from e
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="probes", daemon=True
         )

@@ -21,6 +21,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
 from producer import PlateProducer
 from worker.batch_worker import BatchWorker
@@ -279,3 +280,12 @@ def test_readyz_fails_when_redis_is_gone_while_healthz_stays_up(
         samples = scrape(probes.port)
         # No made-up zero for a queue that cannot be read.
         assert not [k for k in samples if k[0] == "plate_ocr_queue_depth_jobs"]
+
+
+def test_a_port_in_use_is_a_clear_error(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"cannot serve metrics on 127.0.0.1:{port}"):
+            ProbeServer(WorkerMetrics(), settings, port=port, host="127.0.0.1")
