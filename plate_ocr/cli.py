@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "detector (the character detector alone)",
     )
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz, /readyz here (--devices: PORT+N for cuda:N)",
+    )
 
     p = sub.add_parser("enqueue", help="enqueue crops from files and folders")
     p.add_argument("paths", nargs="+", type=Path)
@@ -251,6 +257,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             model_path=args.model_path,
             backend=args.backend,
             reader=args.reader,
+            metrics_port=args.metrics_port,
         )
         return run_worker(settings, devices=args.devices, burst=args.burst)
     if cmd == "enqueue":

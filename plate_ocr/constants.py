@@ -23,6 +23,7 @@ __all__ = [
     "MAX_BLOCK_MS",
     "MQTT_GROUP",
     "OPEN_TRACKS_KEY_PREFIX",
+    "PROBE_REDIS_TIMEOUT_S",
     "PRODUCER_RECONNECT_DEADLINE_S",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_S",
@@ -127,6 +128,8 @@ REDIS_CONNECT_TIMEOUT_S: Final = 5.0
 REDIS_SOCKET_TIMEOUT_S: Final = 30.0
 REDIS_HEALTH_CHECK_INTERVAL_S: Final = 15  # PING an idle pooled connection before reusing it
 MAX_BLOCK_MS: Final = 5_000
+# /readyz's PING (worker.probes) gives up this soon: a kubelet probe times out in about 1-5 s.
+PROBE_REDIS_TIMEOUT_S: Final = 2.0
 
 # Reconnecting: the first retry waits about this long, doubling up to reconnect_max_backoff_s.
 RECONNECT_BASE_BACKOFF_S: Final = 0.1

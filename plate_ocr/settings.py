@@ -98,6 +98,17 @@ class Settings(BaseSettings):
         description="newest readings the page loads, counts per camera and code, and searches",
     )
 
+    # Metrics and probes (worker.probes): /metrics, /healthz, /readyz. None: not served.
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="--devices: cuda:N serves on metrics_port + N"
+    )
+    health_stale_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz fails once the loop has not gone round this long (keep it above "
+        "lease_s plus a batch's model time)",
+    )
+
     worker_id: str | None = None
 
     # Vehicle events (plate-ocr events): one PlateEvent per (camera_id, track_id).

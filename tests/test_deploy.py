@@ -84,8 +84,9 @@ def test_worker_commands_are_accepted_by_the_cli(services: dict[str, dict[str, A
 
 def test_every_plate_ocr_variable_named_in_deploy_is_a_setting() -> None:
     named = set()
-    for path in DEPLOY.iterdir():
-        named |= set(re.findall(rf"\b{ENV_PREFIX}[A-Z0-9_]+", path.read_text()))
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            named |= set(re.findall(rf"\b{ENV_PREFIX}[A-Z0-9_]+", path.read_text()))
     assert named, "no PLATE_OCR_ variables found: the scan itself is broken"
     unknown = {n for n in named if n[len(ENV_PREFIX) :].lower() not in Settings.model_fields}
     assert not unknown

@@ -42,6 +42,7 @@ from worker.image import decode_image
 from worker.inference import Reader, read_each
 from worker.intake import Envelope, admit, envelope_of, load_images
 from worker.ledger import Ledger, Outcome, Taken
+from worker.metrics import WorkerMetrics
 from worker.prefetch import DRAINED, Drained, Prefetcher
 from worker.readings import ReadingFactory
 from worker.recovery import Recovery
@@ -59,7 +60,14 @@ def default_worker_name(device: str) -> str:
 
 
 class BatchWorker:
-    def __init__(self, settings: Settings, *, reader: Reader, connection: redis.Redis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reader: Reader,
+        connection: redis.Redis,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self._settings = settings
         self._reader = reader
         self._redis = connection
@@ -86,6 +94,10 @@ class BatchWorker:
         self._in_flight = 0
         self._settled = threading.Condition()
         self.jobs_done = 0
+        # Probes and Prometheus (worker.probes) read this; the loop only calls its hooks.
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.metrics.describe(reader.model_info, device=reader.device, backend=settings.backend)
+        self.metrics.count_recovered(lambda: self._recovery.recovered_jobs)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -149,6 +161,7 @@ class BatchWorker:
 
     def _next_batch(self, burst: bool) -> "_Prepared | Drained | None":
         try:
+            self.metrics.beat()  # /healthz: the loop goes round, even while Redis is away
             self._recovery.sweep_if_due()
             taken = self.ledger.take(
                 self._settings.batch_size,
@@ -158,6 +171,7 @@ class BatchWorker:
             if not taken:
                 return self._drained_or_wait() if burst else None
             prepared = self._prepare(taken)
+            self.metrics.started(len(taken))
             with self._settled:
                 self._in_flight += 1
         except DISCONNECT_ERRORS as e:
@@ -225,7 +239,8 @@ class BatchWorker:
 
     def _complete(self, prepared: "_Prepared") -> None:
         try:
-            self._read_and_publish(prepared)
+            with self.metrics.completing(len(prepared.outcomes) + len(prepared.ready)):
+                self._read_and_publish(prepared)
         finally:
             with self._settled:
                 self._in_flight -= 1
@@ -247,6 +262,7 @@ class BatchWorker:
             log.error("%s; %d jobs left for recovery", e, len(outcomes))
             return
         self.jobs_done += len(outcomes)
+        self.metrics.published(o.reading for o, new in zip(outcomes, published, strict=True) if new)
         duplicates = published.count(False)
         if duplicates:
             # A job recovered from a worker that was slow, not dead, or a job id re-submitted.
@@ -264,7 +280,9 @@ class BatchWorker:
         images = [image for _, _, image in ready]
         batch = prepared.pixels if prepared.pixels is not None else images
         results = read_each(self._reader, batch, images)
-        infer_ms = (time.perf_counter() - t1) * 1000.0 / len(ready)
+        model_s = time.perf_counter() - t1
+        self.metrics.model_call(len(ready), model_s)
+        infer_ms = model_s * 1000.0 / len(ready)
         outcomes: list[Outcome] = []
         failed: list[tuple[Taken, PlateJob, Exception]] = []
         for (taken, pj, _), result in zip(ready, results, strict=True):
@@ -293,6 +311,7 @@ class BatchWorker:
         again = [taken for taken, _, _ in failed if taken.attempts < last]
         if again:
             retried = self.ledger.retry(again, delay_s=self._settings.retry_delay_s)
+            self.metrics.retried(len(retried))
             log.warning("inference failed; %d jobs will be retried", len(retried))
         outcomes = []
         for taken, pj, e in failed:

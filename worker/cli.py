@@ -26,13 +26,27 @@ def _run_one(settings: Settings, *, burst: bool) -> int:
     # Heavy imports here, not at module level: `plate-ocr --help` must stay instant.
     from worker.batch_worker import BatchWorker
     from worker.engine import PlateReader
+    from worker.metrics import WorkerMetrics
+    from worker.probes import ProbeServer
 
-    # Resolves the device before loading anything: a missing GPU is a loud error, no fallback.
-    reader = PlateReader.from_settings(settings)
-    worker = BatchWorker(
-        settings, reader=reader, connection=connect(settings, client_name="worker")
-    )
-    return worker.work(burst=burst)
+    metrics = WorkerMetrics()
+    # Up before the model loads: /healthz answers "starting" and /readyz 503 meanwhile.
+    probes = None
+    if settings.metrics_port is not None:
+        probes = ProbeServer(metrics, settings, port=settings.metrics_port).start()
+    try:
+        # Resolves the device before loading anything: a missing GPU is a loud error.
+        reader = PlateReader.from_settings(settings)
+        worker = BatchWorker(
+            settings,
+            reader=reader,
+            connection=connect(settings, client_name="worker"),
+            metrics=metrics,
+        )
+        return worker.work(burst=burst)
+    finally:
+        if probes is not None:
+            probes.close()
 
 
 def _run_per_gpu(settings: Settings, devices: str, *, burst: bool) -> int:
@@ -48,7 +62,7 @@ def _run_per_gpu(settings: Settings, devices: str, *, burst: bool) -> int:
     children = [
         ctx.Process(
             target=_child,
-            args=(settings.model_copy(update={"device": f"cuda:{i}"}), burst),
+            args=(_pinned(settings, i), burst),
             name=f"plate-ocr-worker-cuda{i}",
         )
         for i in indices
@@ -71,6 +85,15 @@ def _run_per_gpu(settings: Settings, devices: str, *, burst: bool) -> int:
     for name, code in failed:
         log.error("%s exited with %d", name, code)
     return max(codes, default=0)
+
+
+def _pinned(settings: Settings, index: int) -> Settings:
+    """The settings of the process for cuda:`index`: its device, and a port of its own
+    (metrics_port + index), since each process serves its own metrics and probes."""
+    update: dict[str, object] = {"device": f"cuda:{index}"}
+    if settings.metrics_port is not None:
+        update["metrics_port"] = settings.metrics_port + index
+    return settings.model_copy(update=update)
 
 
 def _child(settings: Settings, burst: bool) -> None:

@@ -131,6 +131,7 @@ class Recovery:
         self._sweep = connection.register_script(_SWEEP)
         self._promote = connection.register_script(_PROMOTE)
         self._connection = connection
+        self.recovered_jobs = 0  # requeued by this process's sweeps, for plate_ocr_recovered_jobs
 
     def sweep_if_due(self) -> list[str]:
         """Queue the retries now due; every `interval_s`, also sweep. Returns the ids queued."""
@@ -169,6 +170,7 @@ class Recovery:
             ENDED_FIELD,
         ]
         requeued = [j.decode() if isinstance(j, bytes) else str(j) for j in self._sweep(keys, args)]
+        self.recovered_jobs += len(requeued)
         if requeued:
             log.warning("requeued %d jobs abandoned by dead workers", len(requeued))
         return requeued
