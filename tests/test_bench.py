@@ -95,3 +95,28 @@ def test_without_an_explicit_redis_url_nothing_is_flushed(
     assert run.returncode == 2
     assert "--redis-url" in run.stderr and "flushes" in run.stderr
     assert redis_client.get("keep-me") == b"1"
+
+
+def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "readers.json"
+    samples = REPO / "plate_ocr" / "samples"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "readers.py"),
+            str(samples),
+            "--readers",
+            "fused,detector",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"fused", "detector"}
+    assert figures["fused"]["plates"] == 12 and figures["fused"]["ms_per_plate"] > 0
+    assert figures["fused"]["exact"] >= figures["detector"]["exact"] - 1

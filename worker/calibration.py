@@ -105,7 +105,7 @@ def fit_logistic(
     t = np.asarray(y, dtype=np.float64)
     w = np.zeros(a.shape[1])
     penalty = np.eye(a.shape[1]) * l2
-    penalty[0, 0] = 0.0
+    penalty[0, 0] = 1e-6  # all but unpenalised; keeps the step defined when every label agrees
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-(a @ w)))
         gradient = a.T @ (p - t) + penalty @ w
