@@ -96,7 +96,9 @@ class BatchWorker:
         self.jobs_done = 0
         # Probes and Prometheus (worker.probes) read this; the loop only calls its hooks.
         self.metrics = metrics if metrics is not None else WorkerMetrics()
-        self.metrics.describe(reader.model_info, device=reader.device, backend=settings.backend)
+        # The runtime the reader resolved ("auto" names none), else what the settings asked for.
+        backend = getattr(reader, "backend", settings.backend)
+        self.metrics.describe(reader.model_info, device=reader.device, backend=backend)
         self.metrics.count_recovered(lambda: self._recovery.recovered_jobs)
 
     # -- the loop -----------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_a_burst_shows_up_in_the_scraped_metrics(
     assert value(samples, "plate_ocr_retries_total", device="cpu") == 0
     assert value(samples, "plate_ocr_recovered_jobs_total", device="cpu") == 0
     info = NullReader().model_info
-    labels = {"name": "null", "sha256": info.sha256, "device": "cpu", "backend": "torch"}
+    labels = {"name": "null", "sha256": info.sha256, "device": "cpu", "backend": settings.backend}
     assert value(samples, "plate_ocr_model_info", **labels) == 1
     for state in ("queued", "scheduled", "started"):
         assert value(samples, "plate_ocr_queue_depth_jobs", queue=settings.queue, state=state) == 0
