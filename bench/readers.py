@@ -8,6 +8,8 @@ time as the worker reads, RapidOCR one image at a time as its API reads).
 
     fused     the product's default reading path (detector + PP-OCR line recogniser, fused)
     detector  the character detector alone (`--reader detector`)
+    detector-torch  the same on PyTorch: the detector-alone path as the worker ran it before the
+              light runtime (needs the `gpu` extra)
     rapidocr  RapidOCR's own general-purpose pipeline (PP-OCRv4 text detection, angle
               classifier, recognition): the tallest text line it finds is the plate, and with no
               line found its recogniser reads the whole crop. Needs `pip install
@@ -36,10 +38,12 @@ Image = npt.NDArray[np.uint8]
 BATCH = 32
 
 
-def _ours(kind: str) -> Callable[[Sequence[Image]], list[str]]:
+def _ours(kind: str, backend: str = "auto") -> Callable[[Sequence[Image]], list[str]]:
+    """Our reader as the worker builds it from its settings (threads and all)."""
+    from plate_ocr.settings import Settings
     from worker.engine import PlateReader
 
-    reader = PlateReader(reader=kind)  # type: ignore[arg-type]
+    reader = PlateReader.from_settings(Settings(backend=backend), reader=kind)  # type: ignore[arg-type]
     return lambda images: [r.text for r in reader.read_arrays(images)]
 
 
@@ -52,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--readers", default="fused,detector,rapidocr")
+    parser.add_argument("--readers", default="fused,detector,detector-torch,rapidocr")
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -62,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         decode_image(load_path(r.file, max_bytes=limit), max_bytes=limit, max_pixels=limit * 2)
         for r in rows
     ]
-    makers = {"fused": lambda: _ours("fused"), "detector": lambda: _ours("detector")}
+    makers = {
+        "fused": lambda: _ours("fused"),
+        "detector": lambda: _ours("detector"),
+        "detector-torch": lambda: _ours("detector", "torch"),
+    }
     makers["rapidocr"] = _rapidocr
     results: dict[str, dict[str, Any]] = {}
     print(f"{len(rows)} plates from {args.dir}")
