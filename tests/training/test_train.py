@@ -89,3 +89,36 @@ def test_synth_then_one_epoch(
     after = YOLO(str(tuned)).model.state_dict()
     for key in ("model.0.conv.weight", "model.23.cv3.2.2.weight"):
         assert (after[key].float() - before[key].float()).abs().max() < 1e-3, key
+
+
+@pytest.mark.slow
+def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "COUNT": "12",
+        "EPOCHS": "1",
+        "IMGSZ": "64",
+        "BATCH": "4",
+        "DEVICE": "cpu",
+        "WORKERS": "1",
+        "SUPPLEMENTS": "",
+        "WHEELS": str(tmp_path / "no-wheels"),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", str(repo / "training" / "gpu_recipe.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recipe: done" in done.stdout
+    assert (tmp_path / "out" / "plate_ocr_yolo11n.pt").is_file()
+    assert not (tmp_path / "out" / "data").exists()
