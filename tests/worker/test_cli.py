@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from plate_ocr.settings import Settings
 from producer import PlateProducer
 from worker.cli import _pinned
+from worker.detector import LIGHT_BACKEND
 
 SAMPLES = Path(__file__).resolve().parents[2] / "plate_ocr" / "samples"
 
@@ -85,7 +86,8 @@ def test_the_worker_command_serves_metrics_and_probes_for_the_bundled_model(
         samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
         (info,) = [s for s in samples if s.name == "plate_ocr_model_info"]
         assert info.labels["name"] == bundled_model.stem
-        assert info.labels["device"] == "cpu" and info.labels["backend"] == Settings().backend
+        # The runtime "auto" resolved to for the bundled model on the CPU.
+        assert info.labels["device"] == "cpu" and info.labels["backend"] == LIGHT_BACKEND
         assert len(info.labels["sha256"]) == 64
         read = sum(s.value for s in samples if s.name == "plate_ocr_readings_total")
         assert read == n
