@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # Batching.
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: int = Field(default=10, ge=0)
+    # Threads decoding a batch's images beside the prefetch thread; None: one per two CPUs (so
+    # none on a 2-core box, where they would only take cores from the model), at most 4.
+    decode_threads: int | None = Field(default=None, ge=0, le=64)
 
     # Input limits: safe defaults for plate crops.
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
