@@ -36,14 +36,16 @@ _STOP_GRACE_S = 60.0
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """`bench.py _worker THREADS`: one BatchWorker with the real model, until SIGTERM."""
-    import torch
-
+    """`bench.py _worker [THREADS]`: one BatchWorker with the real model, until SIGTERM. With
+    no THREADS it runs at `plate-ocr worker`'s defaults (what the ratio to raw is about)."""
     from plate_ocr.connection import connect
     from worker.batch_worker import BatchWorker
     from worker.engine import PlateReader
 
-    torch.set_num_threads(int(argv[0]))
+    if argv and argv[0]:
+        import torch
+
+        torch.set_num_threads(int(argv[0]))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings.from_env(os.environ)
     reader = PlateReader.from_settings(settings)
@@ -92,7 +94,7 @@ def bench_end_to_end(
     workers: Sequence[int],
     script: Path,
     worker_arg: str,
-    threads: int,
+    threads: int | None,
     steady_s: float,
 ) -> list[dict[str, Any]]:
     """Saturation, then a paced 50% of the measured saturation rate, per worker count."""
@@ -123,7 +125,7 @@ def bench_rq_baseline(
     client.flushdb()
     # read_plate_job reads with the bundled weights; hand it this bench's reader instead, so
     # the baseline reads with the same weights, input shape and backend, loaded once.
-    compat._reader = lambda model_path, device: reader
+    compat._reader = lambda model_path, device, kind: reader
     PlateProducer(settings, connection=client).submit_many(
         [jpegs[i % len(jpegs)] for i in range(n)]
     )
@@ -226,7 +228,7 @@ def _worker_processes(
     count: int,
     script: Path,
     worker_arg: str,
-    threads: int,
+    threads: int | None,
 ) -> Iterator[list[int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for name, value in settings.model_dump(exclude_none=True).items():
@@ -234,7 +236,7 @@ def _worker_processes(
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     client.delete(_READY_KEY)
     procs = [
-        subprocess.Popen([sys.executable, str(script), worker_arg, str(threads)], env=env)
+        subprocess.Popen([sys.executable, str(script), worker_arg, str(threads or "")], env=env)
         for _ in range(count)
     ]
     try:

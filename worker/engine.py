@@ -70,7 +70,8 @@ class PlateReader:
     no rows), for comparisons. `backend` is `auto` (worker.detector.choose_backend: the shipped
     ONNX on ONNX Runtime for the bundled model on the CPU, else torch), `onnxruntime`, or one
     of `worker.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
-    ONNX Runtime's thread count (None: its default; torch's is the process's own setting).
+    ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
+    `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class PlateReader:
         max_image_bytes: int = _DEFAULT_MAX_IMAGE_BYTES,
         max_image_pixels: int = _DEFAULT_MAX_IMAGE_PIXELS,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
@@ -102,6 +104,7 @@ class PlateReader:
             max_batch=max_batch,
             cache_dir=cache_dir,
             threads=threads,
+            spinning=spinning,
         )
         self.model_path = given if given is not None else bundled_model_path()
         self.model_info = self._detector.model_info
@@ -112,7 +115,9 @@ class PlateReader:
         if reader not in READERS:
             raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
         self.reader: ReaderKind = reader
-        self.recogniser = LineRecogniser(threads=threads) if reader == "fused" else None
+        self.recogniser = (
+            LineRecogniser(threads=threads, spinning=spinning) if reader == "fused" else None
+        )
         self._steps = ReadingSteps(
             reader, recogniser=self.recogniser, calibration=Calibration.load(), naive=naive
         )
@@ -143,6 +148,8 @@ class PlateReader:
             max_batch=settings.batch_size,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
+            threads=settings.threads,
+            spinning=settings.ort_spinning,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:
@@ -235,12 +242,15 @@ def _load_detector(
     max_batch: int,
     cache_dir: Path | None,
     threads: int | None,
+    spinning: bool = True,
 ) -> Detector:
     if backend == LIGHT_BACKEND:
         from worker.onnx_detector import OnnxDetector
 
         onnx = model_path if model_path is not None and model_path.suffix == ".onnx" else None
-        return OnnxDetector(onnx, imgsz=imgsz, input_hw=input_hw, threads=threads)
+        return OnnxDetector(
+            onnx, imgsz=imgsz, input_hw=input_hw, threads=threads, spinning=spinning
+        )
     from worker.torch_detector import TorchDetector  # imports torch: only on this path
 
     return TorchDetector(

@@ -109,7 +109,13 @@ class LineRead:
 class LineRecogniser:
     """Reads cropped text lines, batched. Thread-compatible: one call at a time per instance."""
 
-    def __init__(self, model_path: Path | str | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        threads: int | None = None,
+        spinning: bool = True,
+    ) -> None:
         import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
 
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
@@ -118,6 +124,8 @@ class LineRecogniser:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
