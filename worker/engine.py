@@ -116,7 +116,9 @@ class PlateReader:
             raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
         self.reader: ReaderKind = reader
         self.recogniser = (
-            LineRecogniser(threads=threads, spinning=spinning) if reader == "fused" else None
+            LineRecogniser(threads=threads, spinning=spinning, device=self.device)
+            if reader == "fused"
+            else None
         )
         self._steps = ReadingSteps(
             reader, recogniser=self.recogniser, calibration=Calibration.load(), naive=naive
