@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     # Threads decoding a batch's images beside the prefetch thread; None: one per two CPUs (so
     # none on a 2-core box, where they would only take cores from the model), at most 4.
     decode_threads: int | None = Field(default=None, ge=0, le=64)
-    # ONNX Runtime's intra-op threads per session (None: its default, one per core). Spinning
-    # off: a worker's two sessions run one after the other beside the prefetch thread, and idle
-    # threads that spin take the cores those need (issue 13).
+    # ONNX Runtime's intra-op threads per session (None: half the CPUs, worker.engine.
+    # default_threads, measured). Spinning off: a worker's two sessions run one after the other
+    # beside the prefetch thread, and idle threads that spin take the cores those need.
     threads: int | None = Field(default=None, ge=1, le=256)
     ort_spinning: bool = False
 
