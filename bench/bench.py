@@ -25,6 +25,7 @@ by tens of percent between runs: the load average is recorded next to them.
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -356,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == [WORKER_ARG]:
         return int(worker_main(argv[1:]))
     args = _parse(argv)
+    # A bench stopped with SIGTERM must still stop its worker processes (the `finally` in
+    # bench_queue._worker_processes): left running, they take the next run's jobs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="plate-ocr-bench-") as tmp:
