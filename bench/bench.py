@@ -279,9 +279,13 @@ def format_table(report: dict[str, Any]) -> str:
         note = f"{r['batch_ms']:.1f} ms/batch = pre {r['preprocess_ms']:.1f} + infer"
         row(name, r["plates_per_s"], r["plates_per_cpu_s"], "", "", f"{note} {r['infer_ms']:.1f}")
     b = report["bookkeeping"]
-    note = f"{b['jobs']} jobs, mean batch {b['mean_batch']:.0f}; enqueue"
-    row("2 bookkeeping, NullReader, 1 worker", b["jobs_per_s"], None, "", "",
-        f"{note} {b['enqueue_jobs_per_s']:.0f}/s")  # fmt: skip
+    redis_rate = b.get("jobs_per_redis_cpu_s") or 0.0
+    note = (
+        f"{b['jobs']} jobs, mean batch {b['mean_batch']:.0f}; enqueue "
+        f"{b['enqueue_jobs_per_s']:.0f}/s; {redis_rate:.0f} per Redis cpu-s"
+    )
+    row("2 bookkeeping, NullReader, 1 worker", b["jobs_per_s"], b["jobs_per_worker_cpu_s"],
+        "", "", note)  # fmt: skip
     for r in report["end_to_end"]:
         offered = f"offered {r['offered_per_s']}/s" if r["offered_per_s"] else "all up front"
         row(f"3 end to end, {r['workers']} worker(s), {r['load']}", r["plates_per_s"],

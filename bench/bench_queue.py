@@ -70,16 +70,23 @@ def bench_bookkeeping(settings: Settings, client: redis.Redis, *, n: int) -> dic
     enqueue_s = time.perf_counter() - started
     reader = NullReader()
     worker = BatchWorker(settings, reader=reader, connection=client)
+    redis_cpu_before = _redis_cpu_s(client)
     with _own_signal_handlers():
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         worker.work(burst=True)
         drain_s = time.perf_counter() - started
+        worker_cpu_s = time.process_time() - cpu_started  # the worker runs in this process
+    redis_cpu_s = _redis_cpu_s(client) - redis_cpu_before
     published = int(client.xlen(settings.results_stream))
     if published != n:
         raise RuntimeError(f"bookkeeping run published {published} readings for {n} jobs")
     return {
         "jobs": n,
         "jobs_per_s": n / drain_s,
+        # Robust to other load on a shared box: jobs per CPU-second of the worker, and of the
+        # Redis server (its INFO counters: every client of that server is counted).
+        "jobs_per_worker_cpu_s": n / worker_cpu_s,
+        "jobs_per_redis_cpu_s": n / redis_cpu_s if redis_cpu_s > 0 else None,
         "enqueue_jobs_per_s": n / enqueue_s,
         "mean_batch": float(np.mean(reader.batches)),
     }
@@ -180,6 +187,11 @@ def _run_load(
         "p99_ms": float(np.percentile(latencies, 99)),
         "mean_batch": _mean_batch(readings),
     }
+
+
+def _redis_cpu_s(client: redis.Redis) -> float:
+    info: dict[str, float] = client.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _paced(producer: PlateProducer, crops: Sequence[bytes], rate: float) -> None:

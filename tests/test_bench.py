@@ -68,6 +68,8 @@ def test_a_quick_run_measures_every_section(
     assert report["raw_after"][0]["threads"] == best["threads"]
     assert report["config"]["threads_per_process"] is None  # workers at their defaults
     assert report["bookkeeping"]["jobs"] == 1000 and report["bookkeeping"]["jobs_per_s"] > 0
+    assert report["bookkeeping"]["jobs_per_worker_cpu_s"] > 0
+    assert report["bookkeeping"]["jobs_per_redis_cpu_s"] > 0
     loads = {(r["workers"], r["load"]) for r in report["end_to_end"]}
     assert loads == {(1, "saturation"), (1, "steady_50pct")}
     for row in report["end_to_end"]:
