@@ -36,14 +36,16 @@ _STOP_GRACE_S = 60.0
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """`bench.py _worker THREADS`: one BatchWorker with the real model, until SIGTERM."""
-    import torch
-
+    """`bench.py _worker [THREADS]`: one BatchWorker with the real model, until SIGTERM. With
+    no THREADS it runs at `plate-ocr worker`'s defaults (what the ratio to raw is about)."""
     from plate_ocr.connection import connect
     from worker.batch_worker import BatchWorker
     from worker.engine import PlateReader
 
-    torch.set_num_threads(int(argv[0]))
+    if argv and argv[0]:
+        import torch
+
+        torch.set_num_threads(int(argv[0]))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings.from_env(os.environ)
     reader = PlateReader.from_settings(settings)
@@ -68,16 +70,23 @@ def bench_bookkeeping(settings: Settings, client: redis.Redis, *, n: int) -> dic
     enqueue_s = time.perf_counter() - started
     reader = NullReader()
     worker = BatchWorker(settings, reader=reader, connection=client)
+    redis_cpu_before = _redis_cpu_s(client)
     with _own_signal_handlers():
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         worker.work(burst=True)
         drain_s = time.perf_counter() - started
+        worker_cpu_s = time.process_time() - cpu_started  # the worker runs in this process
+    redis_cpu_s = _redis_cpu_s(client) - redis_cpu_before
     published = int(client.xlen(settings.results_stream))
     if published != n:
         raise RuntimeError(f"bookkeeping run published {published} readings for {n} jobs")
     return {
         "jobs": n,
         "jobs_per_s": n / drain_s,
+        # Robust to other load on a shared box: jobs per CPU-second of the worker, and of the
+        # Redis server (its INFO counters: every client of that server is counted).
+        "jobs_per_worker_cpu_s": n / worker_cpu_s,
+        "jobs_per_redis_cpu_s": n / redis_cpu_s if redis_cpu_s > 0 else None,
         "enqueue_jobs_per_s": n / enqueue_s,
         "mean_batch": float(np.mean(reader.batches)),
     }
@@ -92,7 +101,7 @@ def bench_end_to_end(
     workers: Sequence[int],
     script: Path,
     worker_arg: str,
-    threads: int,
+    threads: int | None,
     steady_s: float,
 ) -> list[dict[str, Any]]:
     """Saturation, then a paced 50% of the measured saturation rate, per worker count."""
@@ -180,6 +189,11 @@ def _run_load(
     }
 
 
+def _redis_cpu_s(client: redis.Redis) -> float:
+    info: dict[str, float] = client.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _paced(producer: PlateProducer, crops: Sequence[bytes], rate: float) -> None:
     """Submit crops at `rate` per second, a few at a time, on a fixed schedule (no drift)."""
     started, sent = time.perf_counter(), 0
@@ -226,7 +240,7 @@ def _worker_processes(
     count: int,
     script: Path,
     worker_arg: str,
-    threads: int,
+    threads: int | None,
 ) -> Iterator[list[int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for name, value in settings.model_dump(exclude_none=True).items():
@@ -234,7 +248,7 @@ def _worker_processes(
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     client.delete(_READY_KEY)
     procs = [
-        subprocess.Popen([sys.executable, str(script), worker_arg, str(threads)], env=env)
+        subprocess.Popen([sys.executable, str(script), worker_arg, str(threads or "")], env=env)
         for _ in range(count)
     ]
     try:

@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="read the queue and publish readings, on one device")
     p.add_argument("--device", default=None, help="cpu or cuda:N (never falls back)")
     p.add_argument("--devices", default=None, help="0,1,2: one worker process per GPU")
+    p.add_argument(
+        "--procs-per-device",
+        type=int,
+        default=1,
+        help="worker processes per device (1); several feed one large GPU",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="crops per model call (32)")
     p.add_argument(
         "--max-wait-ms", type=int, default=None, help="how long a batch waits to fill (10)"
@@ -259,7 +265,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             reader=args.reader,
             metrics_port=args.metrics_port,
         )
-        return run_worker(settings, devices=args.devices, burst=args.burst)
+        return run_worker(
+            settings,
+            devices=args.devices,
+            burst=args.burst,
+            procs_per_device=args.procs_per_device,
+        )
     if cmd == "enqueue":
         from producer.cli import run_enqueue
 

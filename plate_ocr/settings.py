@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     # Batching.
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: int = Field(default=10, ge=0)
+    # Threads decoding a batch's images beside the prefetch thread; None: one per two CPUs (so
+    # none on a 2-core box, where they would only take cores from the model), at most 4.
+    decode_threads: int | None = Field(default=None, ge=0, le=64)
+    # ONNX Runtime's intra-op threads per session (None: half the CPUs, worker.engine.
+    # default_threads, measured). Spinning off: a worker's two sessions run one after the other
+    # beside the prefetch thread, and idle threads that spin take the cores those need.
+    threads: int | None = Field(default=None, ge=1, le=256)
+    ort_spinning: bool = False
 
     # Input limits: safe defaults for plate crops.
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
@@ -100,7 +108,10 @@ class Settings(BaseSettings):
 
     # Metrics and probes (worker.probes): /metrics, /healthz, /readyz. None: not served.
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="--devices: cuda:N serves on metrics_port + N"
+        default=None,
+        ge=1,
+        le=65535,
+        description="--devices / --procs-per-device: the n-th process serves on metrics_port + n",
     )
     health_stale_s: float = Field(
         default=60.0,

@@ -98,6 +98,8 @@ class PlateJob(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:  # the common case, and a worker validates every job
+            return value
         size = len(json.dumps(value, separators=(",", ":"), default=str))
         if size > MAX_METADATA_BYTES_CEILING:
             raise ValueError(f"metadata is {size} bytes, over {MAX_METADATA_BYTES_CEILING}")
@@ -117,4 +119,6 @@ class PlateJob(BaseModel):
         return self
 
     def metadata_bytes(self) -> int:
+        if not self.metadata:
+            return len("{}")
         return len(json.dumps(self.metadata, separators=(",", ":"), default=str))

@@ -1,5 +1,6 @@
 """`PlateReading`: the one structured result every job ends as, published on the results stream."""
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
@@ -24,12 +25,19 @@ __all__ = [
 
 # Fixed namespace so that reading ids are the same on every worker and every run.
 _READING_NAMESPACE = uuid.UUID("5b0f4d2e-8a51-4c1e-9d0b-6f3c2a7e9b14")
+_NAMESPACE_BYTES = _READING_NAMESPACE.bytes
 
 
 def reading_id_for(job_id: str, model_sha256: str) -> str:
     """Deterministic id: the same job read by the same weights always gets the same id, so a
     retried job never looks like a second reading to a consumer that deduplicates on it."""
-    return str(uuid.uuid5(_READING_NAMESPACE, f"{job_id}:{model_sha256}"))
+    # uuid.uuid5, without building UUID objects (a worker makes one per job)
+    name = f"{job_id}:{model_sha256}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # Precision kept on the wire: a model's scores mean nothing past 4 decimals, nor clock readings

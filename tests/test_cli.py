@@ -68,6 +68,21 @@ def test_devices_start_one_pinned_worker_per_gpu_and_report_each_failure() -> No
     assert "plate-ocr worker (cuda:1): error" in done.stderr
 
 
+def test_procs_per_device_starts_that_many_pinned_workers_on_each_device() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = plate_ocr("worker", "--devices", "0", "--procs-per-device", "2", "--burst")
+    assert done.returncode != 0
+    assert done.stderr.count("plate-ocr worker (cuda:0): error") == 2
+
+
+def test_procs_per_device_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--procs-per-device", "0"]) == 2
+    assert "--procs-per-device must be at least 1" in capsys.readouterr().err
+
+
 # A light install, simulated: the model stack cannot be imported, whatever this venv holds.
 _LIGHT_INSTALL = """
 import importlib.abc, sys

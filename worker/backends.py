@@ -81,7 +81,12 @@ def load_backend(
     from ultralytics.nn.autobackend import AutoBackend
 
     if backend == "torch":
-        return AutoBackend(model=model, device=torch.device(device), fuse=True, verbose=False)
+        # FP16 on CUDA, as TensorRT runs: half the memory traffic, tensor cores. Its agreement
+        # with FP32 is unmeasured here (no GPU): bench/agreement.py on the GPU box says.
+        fp16 = device.startswith("cuda")
+        return AutoBackend(
+            model=model, device=torch.device(device), fuse=True, fp16=fp16, verbose=False
+        )
     path = export_model(
         weights,
         backend=backend,

@@ -1,4 +1,6 @@
-"""`plate-ocr worker`: one batching worker pinned to one device, or one per GPU with --devices."""
+"""`plate-ocr worker`: one batching worker pinned to one device, or one per GPU with --devices,
+and N per device with --procs-per-device (one process cannot feed a large GPU: its Python side,
+taking, decoding and publishing, tops out first)."""
 
 import logging
 import multiprocessing
@@ -16,9 +18,18 @@ __all__ = ["run_worker"]
 log = logging.getLogger("plate_ocr.worker.cli")
 
 
-def run_worker(settings: Settings, *, devices: str | None = None, burst: bool = False) -> int:
-    if devices:
-        return _run_per_gpu(settings, devices, burst=burst)
+def run_worker(
+    settings: Settings,
+    *,
+    devices: str | None = None,
+    burst: bool = False,
+    procs_per_device: int = 1,
+) -> int:
+    if procs_per_device < 1:
+        raise ConfigError(f"--procs-per-device must be at least 1, not {procs_per_device}")
+    if devices or procs_per_device > 1:
+        targets = _devices(devices) if devices else [settings.device]
+        return _run_many(settings, targets * procs_per_device, burst=burst)
     return _run_one(settings, burst=burst)
 
 
@@ -49,23 +60,28 @@ def _run_one(settings: Settings, *, burst: bool) -> int:
             probes.close()
 
 
-def _run_per_gpu(settings: Settings, devices: str, *, burst: bool) -> int:
-    """One process per GPU, each pinned to its device; SIGTERM is passed on to every child."""
+def _devices(devices: str) -> list[str]:
     try:
         indices = [int(d) for d in devices.split(",") if d.strip()]
     except ValueError as e:
         raise ConfigError(f"--devices takes GPU indices like 0,1,2, not {devices!r}") from e
     if not indices:
         raise ConfigError("--devices names no GPU")
+    return [f"cuda:{i}" for i in indices]
+
+
+def _run_many(settings: Settings, devices: list[str], *, burst: bool) -> int:
+    """One process per entry of `devices`, each pinned to its device (a device listed N times
+    gets N processes); SIGTERM is passed on to every child."""
     # spawn, not fork: a CUDA context must never be inherited across a fork.
     ctx = multiprocessing.get_context("spawn")
     children = [
         ctx.Process(
             target=_child,
-            args=(_pinned(settings, i), burst),
-            name=f"plate-ocr-worker-cuda{i}",
+            args=(_pinned(settings, device, n), burst),
+            name=f"plate-ocr-worker-{device.replace(':', '')}-{n}",
         )
-        for i in indices
+        for n, device in enumerate(devices)
     ]
     for child in children:
         child.start()
@@ -87,12 +103,15 @@ def _run_per_gpu(settings: Settings, devices: str, *, burst: bool) -> int:
     return max(codes, default=0)
 
 
-def _pinned(settings: Settings, index: int) -> Settings:
-    """The settings of the process for cuda:`index`: its device, and a port of its own
-    (metrics_port + index), since each process serves its own metrics and probes."""
-    update: dict[str, object] = {"device": f"cuda:{index}"}
+def _pinned(settings: Settings, device: str, n: int) -> Settings:
+    """The settings of the `n`-th process (0-based, in launch order): its device, a name of its
+    own when a worker id is set (or `rq info` would list one worker), and a metrics port of its
+    own (metrics_port + n), since each process serves its own metrics and probes."""
+    update: dict[str, object] = {"device": device}
+    if settings.worker_id:
+        update["worker_id"] = f"{settings.worker_id}-{n}"
     if settings.metrics_port is not None:
-        update["metrics_port"] = settings.metrics_port + index
+        update["metrics_port"] = settings.metrics_port + n
     return settings.model_copy(update=update)
 
 

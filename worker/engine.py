@@ -15,6 +15,7 @@ come back in crop pixels whatever the input shape, exactly as ultralytics' own `
 square, at 2.3x the plates/s.
 """
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +71,8 @@ class PlateReader:
     no rows), for comparisons. `backend` is `auto` (worker.detector.choose_backend: the shipped
     ONNX on ONNX Runtime for the bundled model on the CPU, else torch), `onnxruntime`, or one
     of `worker.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
-    ONNX Runtime's thread count (None: its default; torch's is the process's own setting).
+    ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
+    `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class PlateReader:
         max_image_bytes: int = _DEFAULT_MAX_IMAGE_BYTES,
         max_image_pixels: int = _DEFAULT_MAX_IMAGE_PIXELS,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
@@ -102,6 +105,7 @@ class PlateReader:
             max_batch=max_batch,
             cache_dir=cache_dir,
             threads=threads,
+            spinning=spinning,
         )
         self.model_path = given if given is not None else bundled_model_path()
         self.model_info = self._detector.model_info
@@ -112,7 +116,11 @@ class PlateReader:
         if reader not in READERS:
             raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
         self.reader: ReaderKind = reader
-        self.recogniser = LineRecogniser(threads=threads) if reader == "fused" else None
+        self.recogniser = (
+            LineRecogniser(threads=threads, spinning=spinning, device=self.device)
+            if reader == "fused"
+            else None
+        )
         self._steps = ReadingSteps(
             reader, recogniser=self.recogniser, calibration=Calibration.load(), naive=naive
         )
@@ -143,6 +151,8 @@ class PlateReader:
             max_batch=settings.batch_size,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
+            threads=settings.threads or default_threads(),
+            spinning=settings.ort_spinning,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:
@@ -225,6 +235,20 @@ class PlateReader:
         )
 
 
+def default_threads() -> int:
+    """ONNX Runtime's intra-op threads per session for a worker: half the CPUs this process may
+    use, at least one. Its own default (one per core) loses here: on 2 cores the model with 2
+    threads read 17.5-20.2 plates/s against 31.2-37.9 with one (bench/bench.py, loaded box),
+    because the worker's prefetch thread and Redis want a core too, and an intra-op thread that
+    is preempted stalls the others at every operator's barrier. On SMT machines half the CPUs
+    is about one per physical core."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
+
+
 def _load_detector(
     backend: str,
     model_path: Path | None,
@@ -235,12 +259,15 @@ def _load_detector(
     max_batch: int,
     cache_dir: Path | None,
     threads: int | None,
+    spinning: bool = True,
 ) -> Detector:
     if backend == LIGHT_BACKEND:
         from worker.onnx_detector import OnnxDetector
 
         onnx = model_path if model_path is not None and model_path.suffix == ".onnx" else None
-        return OnnxDetector(onnx, imgsz=imgsz, input_hw=input_hw, threads=threads)
+        return OnnxDetector(
+            onnx, imgsz=imgsz, input_hw=input_hw, threads=threads, spinning=spinning
+        )
     from worker.torch_detector import TorchDetector  # imports torch: only on this path
 
     return TorchDetector(

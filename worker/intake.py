@@ -5,12 +5,12 @@ The payload is decoded with RQ's JSON serializer only: a pickled payload is neve
 simply fails to parse as JSON.
 """
 
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from pydantic import ValidationError
 
@@ -47,7 +47,7 @@ def decode_payload(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     except zlib.error:
         raw = data  # RQ stores uncompressed data when compression did not help
     try:
-        func_name, _instance, args, kwargs = json.loads(raw)
+        func_name, _instance, args, kwargs = orjson.loads(raw)
     except (ValueError, TypeError) as e:
         raise JobError(
             ErrorCode.UNDECODABLE_PAYLOAD, f"job payload is not RQ JSON: {type(e).__name__}"

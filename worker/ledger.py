@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgpack
 import redis
 from rq import Queue, Worker, worker_registration
 from rq.results import Result
@@ -67,6 +68,8 @@ __all__ = ["Ledger", "Outcome", "Taken"]
 log = logging.getLogger("plate_ocr.worker.ledger")
 
 _RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # rq.utils.utcformat
+_RESULT_SUCCESSFUL = str(Result.Type.SUCCESSFUL.value)
+_RESULT_FAILED = str(Result.Type.FAILED.value)
 
 
 @dataclass(frozen=True)
@@ -159,16 +162,16 @@ class Ledger:
         for the batch to fill: a lone job is never held back longer than that.
         """
         deadline = time.monotonic() + fill_wait_s
-        wait_s = block_s
-        taken: list[Taken] = []
-        while len(taken) < batch_size:
+        # A busy queue fills the batch in one round trip: the script pops the ids itself. Only
+        # when the queue was empty does a blocking BLMOVE wait for a first job.
+        taken = self._start([], pull=batch_size)
+        wait_s = block_s if not taken else deadline - time.monotonic()
+        while len(taken) < batch_size and (wait_s > 0 or not taken):
             first = self._move_first(wait_s)
             if first is None:
                 break
             taken.extend(self._start([first], pull=batch_size - len(taken) - 1))
             wait_s = deadline - time.monotonic()
-            if wait_s <= 0:
-                break
         return taken
 
     def _move_first(self, wait_s: float) -> bytes | None:
@@ -206,6 +209,7 @@ class Ledger:
                 REQUEUES_FIELD,
                 SUPERSEDES_FIELD,
                 READING_FIELD,
+                self.queue.scheduled_job_registry.key,
                 *moved,
             ]
         )
@@ -263,7 +267,7 @@ class Ledger:
             settings.results_stream,
             settings.stream_maxlen,
             PUBLISHED_TTL_S,
-            now.timestamp(),
+            str(now.timestamp()),  # also RQ's execution_ended_at, written as str() writes it
             now.strftime(_RQ_TIME_FORMAT),
             settings.result_ttl_s,
             settings.failure_ttl_s,
@@ -271,8 +275,9 @@ class Ledger:
             ENDED_FIELD,
             READING_FIELD,
             ENTRY_FIELD,
+            self.name,
         ]
-        args.extend(self._job_arg(outcome, now) for outcome in outcomes)
+        args.append(msgpack.packb([self._job_args(outcome) for outcome in outcomes]))
         published = [bool(flag) for flag in self._finish(args=args)]
         self._busy_until = max(self._busy_until, now.timestamp())
         return published
@@ -302,34 +307,19 @@ class Ledger:
         )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
 
-    def _job_arg(self, outcome: Outcome, now: datetime) -> str:
+    def _job_args(self, outcome: Outcome) -> list[object]:
+        """One job's entry in FINISH's batch (see ledger_scripts.FINISH)."""
         taken, reading = outcome.taken, outcome.reading
-        # What rq.results.Result.serialize() writes, so that `job.latest_result()` works.
-        result = {
-            "worker_name": self.name,
-            "execution_id": taken.execution_id,
-            "execution_started_at": str(taken.started_at),
-            "execution_ended_at": str(now.timestamp()),
-        }
-        failure = ""
         if reading.error is None:
-            result["type"] = str(Result.Type.SUCCESSFUL.value)
-            result["return_value"] = base64.b64encode(
-                json.dumps(reading.reading_id).encode()
-            ).decode()
+            ok, failure, rtype = True, "", _RESULT_SUCCESSFUL
+            # What rq.results.Result.serialize() writes, so that `job.latest_result()` works.
+            payload = base64.b64encode(json.dumps(reading.reading_id).encode()).decode()
         else:
             # RQ reads exc_info compressed or, failing that, as plain text: plain text it is.
             failure = f"{reading.error.code}: {reading.error.message}"
-            result["type"] = str(Result.Type.FAILED.value)
-            result["exc_string"] = base64.b64encode(zlib.compress(failure.encode())).decode()
-        return json.dumps(
-            {
-                "j": taken.job_id,
-                "e": taken.execution_id,
-                "ok": reading.error is None,
-                "r": reading.reading_id,
-                "x": failure,
-                "res": [x for kv in result.items() for x in kv],
-                "s": [x for kv in stream_fields(reading).items() for x in kv],
-            }
-        )
+            ok, rtype = False, _RESULT_FAILED
+            payload = base64.b64encode(zlib.compress(failure.encode())).decode()
+        fields = [x for item in stream_fields(reading).items() for x in item]
+        started = str(taken.started_at)
+        return [taken.job_id, taken.execution_id, ok, reading.reading_id, failure, started, rtype,
+                payload, fields]  # fmt: skip

@@ -9,17 +9,46 @@ clean-up of its started registry cannot fail a live worker's jobs) and a few fie
 hash saying which reading ended the job.
 """
 
-__all__ = ["FINISH", "RETRY", "START"]
+__all__ = ["BULK", "FINISH", "PROMOTE_DUE", "RETRY", "START"]
+
+# Shared by START and Recovery: one call writes a whole batch's members to a set or sorted set
+# (Lua's unpack is bounded by its C stack, hence the slices; an even size keeps ZADD's pairs).
+BULK = """
+local function bulk(cmd, key, items)
+  for i = 1, #items, 998 do
+    redis.call(cmd, key, unpack(items, i, math.min(i + 997, #items)))
+  end
+end
+"""
+
+# Retries whose backoff is over go back to the end of the queue. START runs it before taking,
+# so a busy worker needs no separate call; Recovery.promote_due_retries runs it alone.
+PROMOTE_DUE = """
+local function promote_due(scheduled, queue, job_prefix, now)
+  local promoted = {}
+  for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, 1000)) do
+    if redis.call('ZREM', scheduled, job_id) == 1 then
+      local job_key = job_prefix .. job_id
+      if redis.call('EXISTS', job_key) == 1 then
+        redis.call('HSET', job_key, 'status', 'queued')
+        redis.call('RPUSH', queue, job_id)
+        table.insert(promoted, job_id)
+      end
+    end
+  end
+  return promoted
+end
+"""
 
 # KEYS: none (single-node Redis; every key is derived from the arguments)
 # ARGV: queue_key, intermediate_key, job_prefix, wip_key, leases_key, worker_key,
 #       worker_execs_key, exec_prefix, execs_prefix, worker_name, now_s, now_iso, lease_s,
 #       rq_ttl_s (RQ's started-registry score, past the lease: see LEASES_KEY_PREFIX),
 #       exec_id_prefix, pull (how many more ids to pop from the queue), then the job hash fields
-#       attempts, ended, requeues, supersedes, reading (plate_ocr.constants), then the ids
-#       already moved to the intermediate list by a blocking BLMOVE.
-# Ids popped here go straight from the queue to started: the script is atomic, so they never
-# sit anywhere a crash could strand them.
+#       attempts, ended, requeues, supersedes, reading (plate_ocr.constants), the scheduled
+#       registry's key, then the ids already moved to the intermediate list by a blocking BLMOVE.
+# Due retries are promoted first (PROMOTE_DUE). Ids popped here go straight from the queue to
+# started: the script is atomic, so they never sit anywhere a crash could strand them.
 # A job whose reading was published (ended field == its created_at) that is queued again with
 # RQ's ended_at cleared was requeued by a person (RQ's registry requeue: rq requeue,
 # rq-dashboard): a new attempt, counted in `requeues`, with a fresh attempt budget, whose reading
@@ -30,7 +59,10 @@ __all__ = ["FINISH", "RETRY", "START"]
 # a slow worker's publish): dropped.
 # Returns, per id: {job_id, execution_id, data, attempts, requeues, supersedes, by_hand (0|1)},
 # {job_id} when its hash is gone, {job_id, ''} when it had already ended.
-START = """
+START = (
+    BULK
+    + PROMOTE_DUE
+    + """
 local queue, intermediate, job_prefix, wip = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local leases, worker_key, worker_execs = ARGV[5], ARGV[6], ARGV[7]
 local exec_prefix, execs_prefix, worker_name = ARGV[8], ARGV[9], ARGV[10]
@@ -38,18 +70,19 @@ local now, now_iso = tonumber(ARGV[11]), ARGV[12]
 local lease, rq_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
 local exec_id_prefix, pull = ARGV[15], tonumber(ARGV[16])
 local attempts_field, ended_field, requeues_field = ARGV[17], ARGV[18], ARGV[19]
-local supersedes_field, reading_field = ARGV[20], ARGV[21]
+local supersedes_field, reading_field, scheduled = ARGV[20], ARGV[21], ARGV[22]
+promote_due(scheduled, queue, job_prefix, ARGV[11])
 local ids = {}
-for i = 22, #ARGV do
+for i = 23, #ARGV do
   redis.call('LREM', intermediate, 1, ARGV[i])
   table.insert(ids, ARGV[i])
 end
-for _ = 1, pull do
-  local job_id = redis.call('LPOP', queue)
-  if not job_id then break end
-  table.insert(ids, job_id)
+if pull > 0 then
+  for _, job_id in ipairs(redis.call('LPOP', queue, pull) or {}) do
+    table.insert(ids, job_id)
+  end
 end
-local out = {}
+local out, lease_pairs, wip_pairs, composites = {}, {}, {}, {}
 for n, job_id in ipairs(ids) do
   local job_key = job_prefix .. job_id
   local f = redis.call('HMGET', job_key, 'data', attempts_field, 'status', 'created_at',
@@ -76,86 +109,116 @@ for n, job_id in ipairs(ids) do
     redis.call('EXPIRE', exec_key, rq_ttl)
     redis.call('ZADD', execs_prefix .. job_id, now + rq_ttl, exec_id)
     redis.call('EXPIRE', execs_prefix .. job_id, rq_ttl)
-    redis.call('ZADD', leases, now + lease, composite)
-    redis.call('ZADD', wip, now + rq_ttl, composite)
-    redis.call('SADD', worker_execs, composite)
+    table.insert(lease_pairs, now + lease)
+    table.insert(lease_pairs, composite)
+    table.insert(wip_pairs, now + rq_ttl)
+    table.insert(wip_pairs, composite)
+    table.insert(composites, composite)
     redis.call('HSET', job_key, 'status', 'started', 'started_at', now_iso,
                'last_heartbeat', now_iso, 'worker_name', worker_name)
     redis.call('PERSIST', job_key)
     table.insert(out, {job_id, exec_id, f[1], attempts, requeues, supersedes, by_hand})
   end
 end
-redis.call('EXPIRE', worker_execs, rq_ttl)
-redis.call('HSET', worker_key, 'state', 'busy', 'last_heartbeat', now_iso)
+bulk('ZADD', leases, lease_pairs)
+bulk('ZADD', wip, wip_pairs)
+bulk('SADD', worker_execs, composites)
+if #ids > 0 then
+  redis.call('EXPIRE', worker_execs, rq_ttl)
+  redis.call('HSET', worker_key, 'state', 'busy', 'last_heartbeat', now_iso)
+end
 return out
 """
+)
 
 # ARGV: job_prefix, results_prefix, published_prefix, wip_key, leases_key, finished_key,
 #       failed_key, worker_key, worker_execs_key, exec_prefix, execs_prefix, stream,
 #       stream_maxlen, published_ttl_s, now_s, now_iso, result_ttl_s, failure_ttl_s, worked_s,
-#       ended_field, reading_field, entry_field,
-#       then one JSON object per job: {j: job_id, e: execution_id, ok: true|false,
-#       r: reading_id, x: failure text (RQ's exc_info), res: [RQ result field, value, ...],
-#       s: [stream field, value, ...]}. One argument per job keeps the client's encoding cheap.
+#       ended_field, reading_field, entry_field, worker_name,
+#       then the batch as one MessagePack array (cmsgpack: packed and unpacked in C, where a
+#       JSON per job cost more than the bookkeeping), one array per job: job_id, execution_id,
+#       ok (bool), reading_id, failure text (RQ's exc_info), execution_started_at, RQ result
+#       type, RQ result payload (return_value when ok, else exc_string), [stream field, value..].
 # The job hash keeps which reading ended it (and its stream entry, for PlateProducer.wait), and
 # the job's created_at, which tells a person's requeue of this job (START) from a re-submission.
+# The RQ result entry has the fields rq.results.Result.serialize() writes, so that
+# `job.latest_result()` works.
 # An ok job leaves the failed registry too: RQ's clean-up may have failed it as abandoned while
 # this worker, slow but alive, still had it (Recovery requeues those).
 # Returns, per job: 1 when its reading was published now, 0 when one was already on the stream.
-FINISH = """
+FINISH = (
+    BULK
+    + """
 local job_prefix, results_prefix, published_prefix = ARGV[1], ARGV[2], ARGV[3]
 local wip, leases, finished, failed = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local worker_key, worker_execs, exec_prefix, execs_prefix = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local stream, maxlen, published_ttl = ARGV[12], ARGV[13], ARGV[14]
-local now, now_iso = tonumber(ARGV[15]), ARGV[16]
+local now_s, now_iso = ARGV[15], ARGV[16]
+local now = tonumber(now_s)
 local result_ttl, failure_ttl, worked = tonumber(ARGV[17]), tonumber(ARGV[18]), ARGV[19]
 local ended_field, reading_field, entry_field = ARGV[20], ARGV[21], ARGV[22]
+local worker_name = ARGV[23]
 local out, n_ok, n_failed = {}, 0, 0
-for i = 23, #ARGV do
-  local job = cjson.decode(ARGV[i])
-  local job_id, exec_id, reading_id = job.j, job.e, job.r
-  local fields, result = job.s, job.res
+local finished_pairs, failed_pairs, ok_ids, composites = {}, {}, {}, {}
+for _, job in ipairs(cmsgpack.unpack(ARGV[24])) do
+  local job_id, exec_id, ok, reading_id = job[1], job[2], job[3], job[4]
+  local failure, started, rtype, payload = job[5], job[6], job[7], job[8]
   local job_key = job_prefix .. job_id
+  local created_at = redis.call('HGET', job_key, 'created_at') or ''
+  local status, ttl = 'finished', result_ttl
+  if not ok then status, ttl = 'failed', failure_ttl end
+  local ended = {ended_field, created_at, reading_field, reading_id, 'status', status,
+                 'ended_at', now_iso}
+  if not ok then
+    table.insert(ended, 'exc_info')
+    table.insert(ended, failure)
+  end
 
   if redis.call('SET', published_prefix .. reading_id, '1', 'NX', 'EX', published_ttl) then
-    local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-    redis.call('HSET', job_key, entry_field, entry)
+    local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(job[9]))
+    table.insert(ended, entry_field)
+    table.insert(ended, entry)
     table.insert(out, 1)
   else
     table.insert(out, 0)
   end
-  redis.call('HSET', job_key, ended_field, redis.call('HGET', job_key, 'created_at') or '',
-             reading_field, reading_id)
+  redis.call('HSET', job_key, unpack(ended))
 
   local results_key = results_prefix .. job_id
-  redis.call('XADD', results_key, 'MAXLEN', 10, '*', unpack(result))
-  if job.ok then
+  redis.call('XADD', results_key, 'MAXLEN', 10, '*', 'worker_name', worker_name,
+             'execution_id', exec_id, 'execution_started_at', started,
+             'execution_ended_at', now_s, 'type', rtype,
+             ok and 'return_value' or 'exc_string', payload)
+  redis.call('EXPIRE', results_key, ttl)
+  redis.call('EXPIRE', job_key, ttl)
+  if ok then
     n_ok = n_ok + 1
-    redis.call('HSET', job_key, 'status', 'finished', 'ended_at', now_iso)
-    redis.call('EXPIRE', results_key, result_ttl)
-    redis.call('ZADD', finished, now + result_ttl, job_id)
-    redis.call('ZREM', failed, job_id)
-    redis.call('EXPIRE', job_key, result_ttl)
+    table.insert(finished_pairs, now + result_ttl)
+    table.insert(finished_pairs, job_id)
+    table.insert(ok_ids, job_id)
   else
     n_failed = n_failed + 1
-    redis.call('HSET', job_key, 'status', 'failed', 'ended_at', now_iso, 'exc_info', job.x)
-    redis.call('EXPIRE', results_key, failure_ttl)
-    redis.call('ZADD', failed, now + failure_ttl, job_id)
-    redis.call('EXPIRE', job_key, failure_ttl)
+    table.insert(failed_pairs, now + failure_ttl)
+    table.insert(failed_pairs, job_id)
   end
   local composite = job_id .. ':' .. exec_id
   redis.call('DEL', exec_prefix .. composite)
-  redis.call('ZREM', wip, composite)
-  redis.call('ZREM', leases, composite)
   redis.call('ZREM', execs_prefix .. job_id, exec_id)
-  redis.call('SREM', worker_execs, composite)
+  table.insert(composites, composite)
 end
+bulk('ZADD', finished, finished_pairs)
+bulk('ZREM', failed, ok_ids)
+bulk('ZADD', failed, failed_pairs)
+bulk('ZREM', wip, composites)
+bulk('ZREM', leases, composites)
+bulk('SREM', worker_execs, composites)
 redis.call('HINCRBY', worker_key, 'successful_job_count', n_ok)
 redis.call('HINCRBY', worker_key, 'failed_job_count', n_failed)
 redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', worked)
 redis.call('HSET', worker_key, 'state', 'idle')
 return out
 """
+)
 
 # ARGV: queue_key, wip_key, leases_key, failed_key, worker_execs_key, job_prefix, exec_prefix,
 #       execs_prefix, attempts_field, scheduled_key, now_s, delay_s, then (job_id, execution_id)

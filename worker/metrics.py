@@ -20,8 +20,9 @@ Names follow Prometheus' conventions, units in the name (`_seconds`, `_jobs`, `_
     plate_ocr_queue_depth_jobs{queue,state}               worker.probes: read from Redis per scrape
 
 One process, one registry: `--devices 0,1` runs one process per GPU, each serving its own port
-(PORT+N for cuda:N) rather than prometheus-client's multiprocess mode, which cannot carry the
-Info metric and would merge what the probes must tell apart (one wedged GPU among healthy ones).
+(PORT+n for the n-th process) rather than prometheus-client's multiprocess mode, which cannot
+carry the Info metric and would merge what the probes must tell apart (one wedged GPU among
+healthy ones).
 """
 
 import threading

@@ -35,6 +35,7 @@ class OnnxDetector:
         imgsz: int | None,
         input_hw: tuple[int, int] | None,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -64,6 +65,8 @@ class OnnxDetector:
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]

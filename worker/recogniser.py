@@ -16,6 +16,7 @@ Lines of one padded width run together, so no line is padded more than it would 
 """
 
 import hashlib
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import numpy.typing as npt
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from schemas.reading import ModelInfo
+
+log = logging.getLogger("plate_ocr.worker.recogniser")
 
 __all__ = [
     "BLANK",
@@ -111,6 +114,23 @@ class LineRead:
         return "".join(CLASS_NAMES[int(c.probs.argmax())] for c in self.characters())
 
 
+def _providers(device: str, available: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """ONNX Runtime's CUDA provider on the reader's GPU when this onnxruntime has it
+    (onnxruntime-gpu); otherwise the CPU, said out loud: on a GPU box the recogniser on the
+    CPU is what caps the fused reader."""
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        index = device.partition(":")[2] or "0"
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    log.warning(
+        "the line recogniser runs on the CPU (this onnxruntime has no CUDA provider: install "
+        "onnxruntime-gpu); the detector runs on %s",
+        device,
+    )
+    return ["CPUExecutionProvider"]
+
+
 class LineRecogniser:
     """Reads cropped text lines, batched. Thread-compatible: one call at a time per instance."""
 
@@ -120,6 +140,8 @@ class LineRecogniser:
         *,
         threads: int | None = None,
         max_batch: int = MAX_BATCH,
+        spinning: bool = True,
+        device: str = "cpu",
     ) -> None:
         import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
 
@@ -129,10 +151,11 @@ class LineRecogniser:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = _providers(device, ort.get_available_providers())
         try:
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"cannot load recogniser {path}: {e}") from e
         self._input = self._session.get_inputs()[0].name

@@ -21,7 +21,8 @@ The sweep is one Lua script: two workers sweeping at once cannot requeue the sam
 
 Jobs waiting out a retry backoff (RQ's scheduled registry, see `ledger_scripts.RETRY`) are moved
 to the end of the queue once due, checked on every call rather than every interval, so that a
-one-second backoff is not stretched to the sweep interval.
+one-second backoff is not stretched to the sweep interval (the worker's take does it, in the same
+script that starts the batch: `ledger_scripts.START`).
 """
 
 import logging
@@ -38,6 +39,7 @@ from plate_ocr.constants import (
     RQ_EXECUTIONS_KEY_PREFIX,
     RQ_JOB_KEY_PREFIX,
 )
+from worker.ledger_scripts import PROMOTE_DUE
 
 __all__ = ["Recovery"]
 
@@ -103,21 +105,7 @@ return requeued
 
 
 # KEYS: scheduled registry, queue. ARGV: now (epoch s), job key prefix
-_PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
-local promoted = {}
-for _, job_id in ipairs(due) do
-  if redis.call('ZREM', KEYS[1], job_id) == 1 then
-    local job_key = ARGV[2] .. job_id
-    if redis.call('EXISTS', job_key) == 1 then
-      redis.call('HSET', job_key, 'status', 'queued')
-      redis.call('RPUSH', KEYS[2], job_id)
-      table.insert(promoted, job_id)
-    end
-  end
-end
-return promoted
-"""
+_PROMOTE = PROMOTE_DUE + "return promote_due(KEYS[1], KEYS[2], ARGV[2], ARGV[1])"
 
 
 class Recovery:
@@ -134,13 +122,13 @@ class Recovery:
         self.recovered_jobs = 0  # requeued by this process's sweeps, for plate_ocr_recovered_jobs
 
     def sweep_if_due(self) -> list[str]:
-        """Queue the retries now due; every `interval_s`, also sweep. Returns the ids queued."""
-        promoted = self.promote_due_retries()
+        """Sweep if `interval_s` has passed since the last sweep. Returns the ids requeued.
+        (Due retries are queued by every take: `ledger_scripts.START` runs PROMOTE_DUE.)"""
         now = time.monotonic()
         if now < self._next_at:
-            return promoted
+            return []
         self._next_at = now + self._interval_s
-        return promoted + self.sweep()
+        return self.sweep()
 
     def promote_due_retries(self) -> list[str]:
         keys = [self._queue.scheduled_job_registry.key, self._queue.key]

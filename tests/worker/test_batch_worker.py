@@ -227,3 +227,37 @@ def test_a_reading_carries_its_jobs_track(settings: Settings, redis_client: redi
     assert {by_id[j].track_id for j in tracked} == {"car-17"}
     assert by_id[untracked].track_id is None
     assert (by_id[invalid].status, by_id[invalid].track_id) == ("error", "car-18")
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_decoding_in_chunks_keeps_every_image_with_its_job(
+    settings: Settings, redis_client: redis.Redis, threads: int
+) -> None:
+    # 0 and 1: in the prefetch thread; 3: three chunks on a pool. Either way each reading is of
+    # its own crop, and a corrupt crop in the middle of a chunk fails alone.
+    settings = settings.model_copy(update={"batch_size": 16, "decode_threads": threads})
+    producer = PlateProducer(settings, connection=redis_client)
+    crops = [png(30 + i, 10 + i % 3) for i in range(15)]
+    crops.insert(7, b"not an image")
+    ids = producer.submit_many(crops)
+
+    assert run_burst(settings, redis_client) == 16
+
+    by_id = {r.job_id: r for r in readings(redis_client, settings)}
+    for i, job_id in enumerate(ids):
+        if i == 7:
+            assert by_id[job_id].status == "error"
+            continue
+        k = i if i < 7 else i - 1
+        assert by_id[job_id].text == f"{30 + k}X{10 + k % 3}"
+
+
+def test_decode_threads_default_to_none_on_two_cores_and_one_per_two_cpus_above(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.batch_worker import decode_threads_for
+
+    for cpus, expected in [(1, 0), (2, 0), (4, 2), (8, 4), (64, 4)]:
+        monkeypatch.setattr("os.cpu_count", lambda cpus=cpus: cpus)
+        assert decode_threads_for(None) == expected
+    assert decode_threads_for(3) == 3

@@ -25,9 +25,12 @@ SAMPLES = Path(__file__).resolve().parents[2] / "plate_ocr" / "samples"
 
 def test_each_gpu_process_serves_on_the_port_plus_its_gpu_index() -> None:
     settings = Settings(metrics_port=9100)
-    assert (_pinned(settings, 0).device, _pinned(settings, 0).metrics_port) == ("cuda:0", 9100)
-    assert (_pinned(settings, 3).device, _pinned(settings, 3).metrics_port) == ("cuda:3", 9103)
-    assert _pinned(Settings(), 1).metrics_port is None
+    first, fourth = _pinned(settings, "cuda:0", 0), _pinned(settings, "cuda:3", 3)
+    assert (first.device, first.metrics_port) == ("cuda:0", 9100)
+    assert (fourth.device, fourth.metrics_port) == ("cuda:3", 9103)
+    assert _pinned(Settings(), "cuda:1", 1).metrics_port is None
+    named = Settings(worker_id="gpu-box")
+    assert [_pinned(named, "cuda:0", n).worker_id for n in (0, 1)] == ["gpu-box-0", "gpu-box-1"]
 
 
 def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:

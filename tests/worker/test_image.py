@@ -223,3 +223,54 @@ def test_garbage_never_triggers_ultralytics_plugin_install(
         decode_image(b"definitely not an image", **LIMITS)
     assert _code(e) is ErrorCode.UNDECODABLE_IMAGE
     assert "pi-heif" not in caplog.text
+
+
+def _pillow_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        (".png", []),
+        (".jpg", []),
+        (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        (".jpg", [cv2.IMWRITE_JPEG_OPTIMIZE, 1, cv2.IMWRITE_JPEG_QUALITY, 40]),
+    ],
+)
+@pytest.mark.parametrize("shape", [(1, 1), (37, 91), (480, 17)])
+def test_the_fast_header_reader_agrees_with_pillow(
+    params: tuple[str, list[int]], shape: tuple[int, int]
+) -> None:
+    from worker.image import _header_size
+
+    ext, flags = params
+    ok, buf = cv2.imencode(ext, np.zeros((*shape, 3), np.uint8), flags)
+    assert ok
+    data = buf.tobytes()
+    assert _header_size(data) == _pillow_size(data) == (shape[1], shape[0])
+
+
+def test_a_jpeg_header_claiming_huge_dimensions_is_refused_before_decoding() -> None:
+    data = _encode(_plate(), ".jpg")
+    sof = data.index(b"\xff\xc0")
+    huge = data[: sof + 5] + struct.pack(">HH", 30_000, 30_000) + data[sof + 9 :]
+    with pytest.raises(JobError) as e:
+        decode_image(huge, max_bytes=1 << 20, max_pixels=16_000_000)
+    assert _code(e) is ErrorCode.IMAGE_TOO_MANY_PIXELS
+
+
+def test_a_jpeg_with_a_broken_segment_chain_is_left_to_pillow() -> None:
+    from worker.image import _jpeg_size
+
+    data = _encode(_plate(), ".jpg")
+    broken = data[:2] + b"\x00\x00" + data[4:]  # no marker where the first segment should be
+    assert _jpeg_size(broken) is None
+    with pytest.raises(JobError) as e:
+        decode_image(broken, **LIMITS)
+    assert _code(e) is ErrorCode.UNDECODABLE_IMAGE

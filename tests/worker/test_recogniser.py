@@ -70,3 +70,20 @@ def test_a_batch_reads_as_each_line_alone(recogniser: LineRecogniser) -> None:
 def test_a_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no recogniser model"):
         LineRecogniser(tmp_path / "nothing.onnx")
+
+
+def test_the_recogniser_runs_on_the_readers_gpu_when_onnxruntime_can(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from worker.recogniser import _providers
+
+    cuda_and_cpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers("cpu", cuda_and_cpu) == ["CPUExecutionProvider"]
+    assert _providers("cuda:3", cuda_and_cpu) == [
+        ("CUDAExecutionProvider", {"device_id": "3"}),
+        "CPUExecutionProvider",
+    ]
+    # Without onnxruntime-gpu it still reads, on the CPU, and says so.
+    with caplog.at_level("WARNING", logger="plate_ocr.worker.recogniser"):
+        assert _providers("cuda:0", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert "install onnxruntime-gpu" in caplog.text
