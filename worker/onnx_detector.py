@@ -20,6 +20,7 @@ from worker.bundle import bundled_onnx_path, file_sha256, read_manifest
 from worker.detections import Detections
 from worker.detector import IOU, MAX_DET, PlateBatch, resolve_input_hw
 from worker.nms import detections_from_head
+from worker.onnx_session import open_session
 
 __all__ = ["OnnxDetector"]
 
@@ -38,7 +39,7 @@ class OnnxDetector:
         spinning: bool = True,
     ) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  # only to say what to install, before any work
         except ImportError as e:
             raise ConfigError(
                 "the onnxruntime backend needs onnxruntime: pip install 'plate-ocr-stream[cpu]'"
@@ -61,18 +62,7 @@ class OnnxDetector:
         self.model_info = ModelInfo(name=manifest.source_name, sha256=manifest.source_sha256)
         self.imgsz = imgsz if imgsz is not None else manifest.imgsz
         self.input_hw = resolve_input_hw(self.imgsz, input_hw)
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
-            raise ModelError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self._session = open_session(path, threads=threads, spinning=spinning, what="detector")
         self._input = self._session.get_inputs()[0].name
 
     def to_pixels(self, canvas: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from schemas.reading import ModelInfo
+from worker.onnx_session import open_session
 
 log = logging.getLogger("plate_ocr.worker.recogniser")
 
@@ -148,16 +149,13 @@ class LineRecogniser:
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
         if not path.is_file():
             raise ModelError(f"no recogniser model at {path}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = _providers(device, ort.get_available_providers())
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"cannot load recogniser {path}: {e}") from e
+        self._session = open_session(
+            path,
+            threads=threads,
+            spinning=spinning,
+            providers=_providers(device, ort.get_available_providers()),
+            what="recogniser",
+        )
         self._input = self._session.get_inputs()[0].name
         fold = _fold_alphabet(self._session.get_modelmeta().custom_metadata_map)
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
