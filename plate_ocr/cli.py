@@ -292,31 +292,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             from_start=args.from_start,
             count=args.count,
         )
-    if cmd == "events":
-        from plate_ocr.consolidator import run_events
-
-        settings = _settings(
-            args,
-            events_idle_timeout_s=args.idle_timeout_s,
-            events_max_duration_s=args.max_duration_s,
-            events_single_reads=args.single_reads,
-        )
-        return run_events(
-            settings, consumer=args.consumer, from_start=args.from_start, burst=args.burst
-        )
-    if cmd == "mqtt":
-        from plate_ocr.mqtt import run_mqtt
-
-        settings = _settings(
-            args,
-            mqtt_host=args.host,
-            mqtt_port=args.port,
-            mqtt_topic_prefix=args.topic_prefix,
-            mqtt_discovery=args.discovery,
-        )
-        return run_mqtt(
-            settings, consumer=args.consumer, from_start=args.from_start, burst=args.burst
-        )
+    if cmd in ("events", "mqtt"):
+        return _stream_consumer(args)
     if cmd == "schema":
         from schemas.json_schema import CONTRACT_MODELS, json_schema, json_schemas
 
@@ -352,6 +329,34 @@ def _dispatch(args: argparse.Namespace) -> int:
             json_out=args.json_out,
         )
     raise AssertionError(f"unhandled command {cmd}")
+
+
+def _stream_consumer(args: argparse.Namespace) -> int:
+    """`plate-ocr events` and `plate-ocr mqtt`: consumer groups on the results stream, run the
+    same way (a named consumer, from the start or not, until stopped or, with --burst, drained)."""
+    if args.command == "events":
+        from plate_ocr.consolidator import run_events as run
+
+        overrides = {
+            "events_idle_timeout_s": args.idle_timeout_s,
+            "events_max_duration_s": args.max_duration_s,
+            "events_single_reads": args.single_reads,
+        }
+    else:
+        from plate_ocr.mqtt import run_mqtt as run
+
+        overrides = {
+            "mqtt_host": args.host,
+            "mqtt_port": args.port,
+            "mqtt_topic_prefix": args.topic_prefix,
+            "mqtt_discovery": args.discovery,
+        }
+    return run(
+        _settings(args, **overrides),
+        consumer=args.consumer,
+        from_start=args.from_start,
+        burst=args.burst,
+    )
 
 
 def _training_tool(command: str, argv: Sequence[str]) -> int:
