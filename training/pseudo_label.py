@@ -2,15 +2,20 @@
 
     python -m training.pseudo_label ../shared/data/real_oid_unlabelled/images OUT [--min-chars 4]
 
-The two readers are our character detector alone (`reader="detector"`) and RapidOCR's own
-general-purpose pipeline (training.rapidocr_reader, PP-OCRv4): different models, trained on
-different data, so when their normalised texts agree on a single-row plate of at least
-`--min-chars` characters the text is very likely right. The character boxes are our
-detector's, which read that very text. OUT gets `images/` and `labels/` (YOLO: class cx cy w h)
-in the layout `plate-ocr synth --supplement OUT` oversamples into a training set, and
-`pseudo_labels.csv` (file, text, detector read, RapidOCR read, kept) so every decision can be
-checked by eye. The crops are copied, never committed; credit their source (for the Open Images
-crops: CC BY 2.0, by their Flickr authors) in the model card of weights trained on them.
+The two readers are ours (`--reader`: the default fused reader, or the detector alone) and
+RapidOCR's own general-purpose pipeline (training.rapidocr_reader, PP-OCRv4 detection and
+recognition on the whole crop). When their normalised texts agree on a single-row plate of at
+least `--min-chars` characters the text is very likely right. The fused reader shares PP-OCR's
+recogniser with RapidOCR but reads another region (the serial our boxes bound, fused with our
+class scores), and it is what makes the labels worth having: they teach the detector plates it
+misreads alone. The boxes are the reading's: the detector's box for each character, and for a
+character only the recogniser saw, the box the fusion placed.
+
+OUT gets `images/` and `labels/` (YOLO: class cx cy w h) in the layout that
+`plate-ocr synth --supplement OUT` oversamples into a training set, and `pseudo_labels.csv`
+(file, text, our read, RapidOCR's read, kept) so every decision can be checked by eye. The
+crops are copied, never committed; credit their source (for the Open Images crops: CC BY 2.0,
+by their Flickr authors) in the model card of weights trained on them.
 """
 
 import argparse
@@ -96,12 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--min-chars", type=int, default=4)
     parser.add_argument("--model", type=Path, default=None, help="detector weights")
+    parser.add_argument("--reader", choices=("fused", "detector"), default="fused")
     args = parser.parse_args(argv)
 
     from training.rapidocr_reader import rapidocr_reader
     from worker.engine import PlateReader
 
-    reader = PlateReader(args.model, reader="detector")
+    reader = PlateReader(args.model, reader=args.reader)
     files = sorted(args.images.glob("*.jpg"))
     decided = pseudo_label(
         files,

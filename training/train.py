@@ -227,6 +227,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.t
         type=int,
         help="last epochs trained without mosaic (default 2; 0 keeps mosaic on throughout)",
     )
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        help="warm-up epochs (default 1; 0 to fine-tune: the warm-up starts the biases at"
+        " lr 0.1, which under AdamW undoes much of what the init weights learnt)",
+    )
     p.add_argument("--copy-to", type=Path, help="also copy the chosen weights here")
     args = p.parse_args(argv)
     weights = train(
@@ -246,7 +252,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.t
         threads=args.threads,
         hyp={
             k: v
-            for k, v in (("lr0", args.lr0), ("close_mosaic", args.close_mosaic))
+            for k, v in (
+                ("lr0", args.lr0),
+                ("close_mosaic", args.close_mosaic),
+                ("warmup_epochs", args.warmup_epochs),
+            )
             if v is not None
         },
     )

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -133,7 +134,8 @@ def _providers(device: str, available: Sequence[str]) -> list[str | tuple[str, d
 
 
 class LineRecogniser:
-    """Reads cropped text lines, batched. Thread-compatible: one call at a time per instance."""
+    """Reads cropped text lines, batched. Thread-compatible: one `read_batch` at a time per
+    instance (its network calls may run side by side on the `pool`)."""
 
     def __init__(
         self,
@@ -143,6 +145,7 @@ class LineRecogniser:
         max_batch: int = MAX_BATCH,
         spinning: bool = True,
         device: str = "cpu",
+        pool: Executor | None = None,
     ) -> None:
         import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
 
@@ -163,6 +166,7 @@ class LineRecogniser:
         self._fold = np.ascontiguousarray(fold[self._symbols])
         self.model_info = ModelInfo(name=path.stem, sha256=_sha256(path))
         self.max_batch = max_batch
+        self._pool = pool
 
     def read_lines(
         self, image: npt.NDArray[np.uint8], boxes: Sequence[tuple[int, int, int, int]]
@@ -175,7 +179,9 @@ class LineRecogniser:
     ) -> list[LineRead]:
         """Read line boxes (x1, y1, x2, y2 in the image's pixels) of BGR images, in order.
 
-        Lines that pad to the same width share one network call.
+        Lines that pad to the same width share one network call. With a `pool`, the calls run
+        on its threads, side by side (an ONNX Runtime session may run concurrently; each call
+        uses the session's own intra-op threads).
         """
         prepared = [_line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
         by_width: dict[int, list[int]] = {}
@@ -187,9 +193,12 @@ class LineRecogniser:
             for same in by_width.values()
             for start in range(0, len(same), self.max_batch)
         ]
-        for indices in chunks:
-            batch = np.stack([prepared[i][0] for i in indices])
-            probs = self._session.run(None, {self._input: batch})[0]
+        batches = [np.stack([prepared[i][0] for i in indices]) for indices in chunks]
+        if self._pool is not None and len(batches) > 1:
+            outputs = list(self._pool.map(self._run, batches))
+        else:
+            outputs = [self._run(batch) for batch in batches]
+        for indices, batch, probs in zip(chunks, batches, outputs, strict=True):
             net_px_per_step = batch.shape[-1] / probs.shape[1]
             for row, i in zip(probs, indices, strict=True):
                 resized_w = prepared[i][1]
@@ -201,6 +210,10 @@ class LineRecogniser:
                     px_per_step=net_px_per_step * (x2 - x1) / resized_w,
                 )
         return [read for read in reads if read is not None]
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        probs: npt.NDArray[np.float32] = self._session.run(None, {self._input: batch})[0]
+        return probs
 
     def _fold_steps(self, probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         folded = np.zeros((len(probs), OTHER + 1), np.float32)

@@ -52,7 +52,7 @@ def test_synth_then_one_epoch(
     tiny = ["--imgsz", "64", "--batch", "8", "--workers", "0", "--name", "tiny"]
     capsys.readouterr()
     argv = ["train", "--data", str(data), "--epochs", "1", "--project", str(tmp_path / "runs")]
-    argv += ["--lr0", "0.002", "--close-mosaic", "0"]
+    argv += ["--lr0", "0.002", "--close-mosaic", "0", "--warmup-epochs", "0"]
     assert main([*argv, *tiny]) == 0
     weights = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert weights.is_file()
@@ -63,6 +63,7 @@ def test_synth_then_one_epoch(
     settings = json.loads((tmp_path / "runs" / "tiny" / "train_settings.json").read_text())
     assert settings[-1]["epochs"] == 1 and settings[-1]["hyp"]["fliplr"] == 0.0
     assert settings[-1]["hyp"]["lr0"] == 0.002 and settings[-1]["hyp"]["close_mosaic"] == 0
+    assert settings[-1]["hyp"]["warmup_epochs"] == 0
     assert settings[-1]["credits"] == []
     tiny_train = functools.partial(
         train.train,

@@ -145,3 +145,20 @@ def test_bundled_model_reads_the_bundled_samples(bundled_model: Path) -> None:
     # A floor, not the model's figure (that is the model card's, on real plates): a model that
     # cannot read our own clean synthetic samples is broken.
     assert errors / sum(len(row["text"]) for row in rows) <= 0.25, texts
+
+
+@pytest.mark.model
+def test_the_fused_pipeline_reads_a_large_batch_as_each_crop_alone(bundled_model: Path) -> None:
+    from plate_ocr.demo import sample_dir
+
+    # More crops than one pipeline chunk, so the two stages overlap across chunks.
+    files = sorted(sample_dir().glob("*.jpg")) * 2
+    reader = PlateReader(bundled_model)
+    together = reader.read_batch(files)
+    alone = [reader.read(f) for f in files]
+    assert len(files) > 16
+    # Batched model calls may differ from single ones in the last float bits, no more.
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.confidence for r in together] == pytest.approx([r.confidence for r in alone])
+    boxes = [c.box for r in together for c in r.characters]
+    assert np.allclose(boxes, [c.box for r in alone for c in r.characters], atol=1e-3)

@@ -87,3 +87,18 @@ def test_the_recogniser_runs_on_the_readers_gpu_when_onnxruntime_can(
     with caplog.at_level("WARNING", logger="plate_ocr.worker.recogniser"):
         assert _providers("cuda:0", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert "install onnxruntime-gpu" in caplog.text
+
+
+def test_calls_run_side_by_side_on_a_pool_and_read_as_in_turn() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Widths differ, so these lines make several network calls, which the pool runs at once.
+    lines = [_line(t, scale=s) for t, s in (("AB", 2.0), ("7ABC123", 1.5), ("T123456C", 2.5))]
+    boxes = [(img, _whole(img)) for img in lines] * 3
+    in_turn = LineRecogniser(threads=1).read_batch(boxes)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        side_by_side = LineRecogniser(threads=1, pool=pool).read_batch(boxes)
+    assert [r.text for r in side_by_side] == [r.text for r in in_turn]
+    for a, b in zip(side_by_side, in_turn, strict=True):
+        assert a.box == b.box
+        np.testing.assert_array_equal(a.probs, b.probs)
