@@ -6,8 +6,8 @@ life. `work()` is the whole story: a prefetch thread takes and decodes the next 
 
 Shutdown is staged:
 1. first SIGTERM/SIGINT: stop taking jobs; the batches in hand (the one in the model and the
-   one prefetched) are read, published and acknowledged; exit 0. Two batch times must fit in
-   `shutdown_grace_s`, below the pod's termination grace.
+   `prefetch_batches` prefetched) are read, published and acknowledged; exit 0. Their batch
+   times must fit in `shutdown_grace_s`, below the pod's termination grace.
 2. second signal: stop now. Jobs in hand stay in the started registry and are recovered by
    another worker once their lease runs out; nothing is lost, they are just read later.
 """
@@ -141,8 +141,12 @@ class BatchWorker:
         beats_done = threading.Event()
         beats = threading.Thread(target=self._beat, args=(beats_done,), name="heartbeat")
         beats.start()
-        # Taking and decoding run one batch ahead in a thread; the model runs here.
-        batches = Prefetcher(lambda: self._next_batch(burst), should_stop=self._stopping)
+        # Taking and decoding run ahead in a thread; the model runs here.
+        batches = Prefetcher(
+            lambda: self._next_batch(burst),
+            should_stop=self._stopping,
+            depth=self._settings.prefetch_batches,
+        )
         try:
             for batch in batches:
                 self._complete(batch)

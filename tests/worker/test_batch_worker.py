@@ -261,3 +261,45 @@ def test_decode_threads_default_to_none_on_two_cores_and_one_per_two_cpus_above(
         monkeypatch.setattr("os.cpu_count", lambda cpus=cpus: cpus)
         assert decode_threads_for(None) == expected
     assert decode_threads_for(3) == 3
+
+
+@pytest.mark.parametrize("prefetch", [1, 2])
+def test_a_worker_holds_the_batch_it_reads_and_prefetch_batches_more(
+    settings: Settings, redis_client: redis.Redis, prefetch: int
+) -> None:
+    import threading
+    import time
+    from collections.abc import Sequence
+
+    from worker.null_reader import NullResult
+
+    class Gated(NullReader):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside, self.release = threading.Event(), threading.Event()
+
+        def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
+            self.inside.set()
+            assert self.release.wait(timeout=30)
+            return super().read_arrays(images)
+
+    settings = settings.model_copy(update={"batch_size": 4, "prefetch_batches": prefetch})
+    PlateProducer(settings, connection=redis_client).submit_many([png(32, 16)] * 20)
+    started = StartedJobRegistry(settings.queue, connection=redis_client)
+    queue = Queue(settings.queue, connection=redis_client, serializer=JSONSerializer)
+    reader = Gated()
+    worker = BatchWorker(settings, reader=reader, connection=redis_client)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    try:
+        assert reader.inside.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while started.count < 4 * (1 + prefetch) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling Redis for a state, with a deadline
+        # One batch in the reader, `prefetch` taken behind it, the rest left in the queue.
+        assert started.count == 4 * (1 + prefetch)
+        assert queue.count == 20 - 4 * (1 + prefetch)
+    finally:
+        reader.release.set()
+        thread.join(timeout=30)
+    assert len(readings(redis_client, settings)) == 20
