@@ -1,0 +1,41 @@
+"""worker.two_stage: the detector's own reading, decoded with the format prior."""
+
+import numpy as np
+
+from plate_ocr.constants import CLASS_NAMES
+from worker.detections import Detections
+from worker.two_stage import ReadingSteps
+
+
+def _detections(text: str, *, second: dict[int, tuple[str, float]]) -> Detections:
+    """One row of boxes reading `text`; at position i, `second[i]` is a runner-up class."""
+    n = len(text)
+    xyxy = np.array([[10.0 + 20 * i, 10.0, 28.0 + 20 * i, 40.0] for i in range(n)])
+    class_scores = np.full((n, len(CLASS_NAMES)), 0.001)
+    for i, char in enumerate(text):
+        class_scores[i, CLASS_NAMES.index(char)] = 0.9
+        if i in second:
+            other, score = second[i]
+            class_scores[i, CLASS_NAMES.index(other)] = score
+    classes = class_scores.argmax(axis=1)
+    return Detections(
+        xyxy=xyxy, scores=class_scores.max(axis=1), classes=classes, class_scores=class_scores
+    )
+
+
+def _read(found: Detections) -> tuple[str, str]:
+    crop = np.zeros((50, 20 * len(found) + 40, 3), np.uint8)
+    (result,) = ReadingSteps("detector").read([crop], [found], confidence=0.25)
+    return result.text, "".join(c.char for c in result.characters)
+
+
+def test_a_near_tie_is_turned_by_the_serial_format() -> None:
+    # ABC1Z34 has no US serial shape; ABC1234 has, and 2 scored nearly as high as Z.
+    text, chars = _read(_detections("ABC1Z34", second={4: ("2", 0.7)}))
+    assert text == chars == "ABC1234"
+
+
+def test_clear_evidence_wins_over_the_format() -> None:
+    # A vanity-like reading stays as read when the runner-up is far behind.
+    text, chars = _read(_detections("ABC1Z34", second={4: ("2", 0.05)}))
+    assert text == chars == "ABC1Z34"
