@@ -57,9 +57,10 @@ _DEFAULT_MAX_IMAGE_BYTES: Final[int] = Settings.model_fields["max_image_bytes"].
 _DEFAULT_MAX_IMAGE_PIXELS: Final[int] = Settings.model_fields["max_image_pixels"].default
 _WARM_UP_SHAPE: Final = (64, 192, 3)  # a plate-like aspect ratio
 _PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trained with
-# The fused reader pipelines its two stages over chunks of this many crops (PlateReader.infer):
-# small enough that a batch of 32 makes 4 chunks, large enough that each model call is batched.
-_PIPELINE_CHUNK: Final = 8
+# The fused reader pipelines its two stages over chunks of this many crops (PlateReader.infer).
+# On the 1 513 dev plates, batches of 32, 2 cores: chunks of 4 / 8 / 16 took 8.9-9.0 /
+# 8.4-8.7 / 8.1-8.2 ms a plate.
+_PIPELINE_CHUNK: Final = 16
 
 
 class PlateReader:
@@ -221,7 +222,7 @@ class PlateReader:
             )
         # Two stages, two threads: the detector reads the next chunk while the recogniser reads
         # this one, its calls side by side with the detector's (ONNX Runtime and torch release
-        # the GIL). The readings are those of one pass; on 2 cores a batch of 32 took 10 ms a
+        # the GIL). The readings are those of one pass; on 2 cores a batch of 32 took 8 ms a
         # plate instead of 15 (bench/readers.py).
         chunks = [batch[i : i + _PIPELINE_CHUNK] for i in range(0, len(batch), _PIPELINE_CHUNK)]
         pending = self._stage_pool.submit(self.detect, chunks[0], confidence=detect_at)

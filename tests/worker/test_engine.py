@@ -150,13 +150,14 @@ def test_bundled_model_reads_the_bundled_samples(bundled_model: Path) -> None:
 @pytest.mark.model
 def test_the_fused_pipeline_reads_a_large_batch_as_each_crop_alone(bundled_model: Path) -> None:
     from plate_ocr.demo import sample_dir
+    from worker.engine import _PIPELINE_CHUNK
 
     # More crops than one pipeline chunk, so the two stages overlap across chunks.
     files = sorted(sample_dir().glob("*.jpg")) * 2
     reader = PlateReader(bundled_model)
     together = reader.read_batch(files)
     alone = [reader.read(f) for f in files]
-    assert len(files) > 16
+    assert len(files) > _PIPELINE_CHUNK
     # Batched model calls may differ from single ones in the last float bits, no more.
     assert [r.text for r in together] == [r.text for r in alone]
     assert [r.confidence for r in together] == pytest.approx([r.confidence for r in alone])
