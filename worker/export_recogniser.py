@@ -16,7 +16,6 @@ before it is written. The source's sha256 is kept in the model's metadata (`sour
 
 import argparse
 import collections
-import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from plate_ocr.errors import ModelError
+from worker.bundle import file_sha256
 from worker.recogniser import bundled_recogniser_path
 
-__all__ = ["fuse_hard_swish", "main", "rapidocr_model_path"]
+__all__ = ["export_recogniser", "fuse_hard_swish", "main", "rapidocr_model_path"]
 
 _OPSET = 14  # the first with HardSwish
 _TOLERANCE = 1e-4  # on softmax outputs
@@ -113,10 +113,9 @@ def export_recogniser(source: Path, out: Path) -> int:
     fused = fuse_hard_swish(model)
     if not fused:
         raise ModelError(f"{source}: no hard-swish chain found (not Paddle's PP-OCR export?)")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
     onnx.helper.set_model_props(
         model,
-        {**{p.key: p.value for p in model.metadata_props}, "source_sha256": digest},
+        {**{p.key: p.value for p in model.metadata_props}, "source_sha256": file_sha256(source)},
     )
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = args.source if args.source is not None else rapidocr_model_path()
     fused = export_recogniser(source, args.out)
-    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    print(f"{args.out}: {fused} hard-swish activations fused; sha256 {digest}")
+    print(f"{args.out}: {fused} hard-swish activations fused; sha256 {file_sha256(args.out)}")
     return 0
 
 

@@ -15,7 +15,6 @@ padded with zeros to at least 192 px (the whole fused reader, exact match: no pa
 Lines of one padded width run together, so no line is padded more than it would be alone.
 """
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import numpy.typing as npt
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from schemas.reading import ModelInfo
+from worker.bundle import file_sha256
 from worker.onnx_session import open_session
 
 log = logging.getLogger("plate_ocr.worker.recogniser")
@@ -164,7 +164,7 @@ class LineRecogniser:
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
         self._symbols = np.flatnonzero(fold.any(axis=1))
         self._fold = np.ascontiguousarray(fold[self._symbols])
-        self.model_info = ModelInfo(name=path.stem, sha256=_sha256(path))
+        self.model_info = ModelInfo(name=path.stem, sha256=file_sha256(path))
         self.max_batch = max_batch
         self._pool = pool
 
@@ -255,7 +255,3 @@ def _fold_alphabet(metadata: dict[str, Any]) -> npt.NDArray[np.float32]:
         if cls is not None:
             fold[v, cls] = 1.0
     return fold
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
