@@ -35,6 +35,7 @@ __all__ = [
     "LabelRow",
     "Reader",
     "align",
+    "alignment",
     "evaluate",
     "load_labels",
     "normalise",
@@ -190,6 +191,16 @@ def normalise(text: str) -> str:
 def align(label: str, read: str) -> list[tuple[str, str]]:
     """The edits of a minimal alignment, as (label char, read char) pairs; MISSING ("") marks
     a deleted or an inserted character. `len(align(a, b))` is the edit distance."""
+    return [
+        (label[i] if i is not None else MISSING, read[j] if j is not None else MISSING)
+        for i, j in alignment(label, read)
+        if i is None or j is None or label[i] != read[j]
+    ]
+
+
+def alignment(label: str, read: str) -> list[tuple[int | None, int | None]]:
+    """A minimal alignment as index pairs (label index, read index), None on the side that
+    lacks the character; substitutions are preferred so confusions pair up."""
     rows, cols = len(label) + 1, len(read) + 1
     cost = np.zeros((rows, cols), dtype=np.int32)
     cost[:, 0] = np.arange(rows)
@@ -201,20 +212,19 @@ def align(label: str, read: str) -> list[tuple[str, str]]:
                 cost[i - 1, j] + 1,
                 cost[i, j - 1] + 1,
             )
-    edits: list[tuple[str, str]] = []
+    pairs: list[tuple[int | None, int | None]] = []
     i, j = len(label), len(read)
-    while i or j:  # walk back, preferring substitutions so confusions pair up
+    while i or j:
         if i and j and cost[i, j] == cost[i - 1, j - 1] + (label[i - 1] != read[j - 1]):
-            if label[i - 1] != read[j - 1]:
-                edits.append((label[i - 1], read[j - 1]))
+            pairs.append((i - 1, j - 1))
             i, j = i - 1, j - 1
         elif i and cost[i, j] == cost[i - 1, j] + 1:
-            edits.append((label[i - 1], MISSING))
+            pairs.append((i - 1, None))
             i -= 1
         else:
-            edits.append((MISSING, read[j - 1]))
+            pairs.append((None, j - 1))
             j -= 1
-    return edits[::-1]
+    return pairs[::-1]
 
 
 def load_labels(data_dir: Path, *, limit: int | None = None) -> list[LabelRow]:

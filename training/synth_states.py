@@ -146,6 +146,13 @@ DESIGNS: tuple[PlateDesign, ...] = (
                 legends=(Legend(("NEW YORK",), hexbgr("#c8202a"), "top", 0.13),
                          Legend(("THE EMPIRE STATE",), hexbgr("#1d3f8f"), "bottom", 0.11)),
                 art=(Art("skyline", (hexbgr("#9fc3e6"),), 0.0, 0.28),), cap=0.46, yc=0.56),
+    # Commercial plates (vans, trucks, NYC's delivery fleets): the Empire Gold base with a navy
+    # band holding a gold "NEW YORK", five digits, the state outline, then two letters.
+    PlateDesign("NY-commercial", 2.0, hexbgr("#f0c43c"), hexbgr("#14182a"),
+                (("NNNNN-LL", 100.0),), "outline", 0.95, 0.35, 0.3, one_base=False, state="NY",
+                legends=(Legend(("NEW YORK",), GOLD, "top", 0.15),
+                         Legend(("COMMERCIAL",), hexbgr("#14182a"), "bottom", 0.11)),
+                art=(Art("band", (hexbgr("#14182a"),), 0.0, 0.19),), cap=0.48, yc=0.55),
     PlateDesign("NYC-tlc", 4.0, hexbgr("#f0c43c"), hexbgr("#0c2a6a"), NY_TAXI, "none", 0.95,
                 0.33, 0.38, one_base=False, state="NY",
                 legends=(Legend(("NEW YORK",), hexbgr("#0c2a6a"), "top", 0.16),

@@ -5,7 +5,9 @@ plates well but is not a probability: before this, the 20% most confident readin
 93.6% right. Each reader maps a few features of its reading through a logistic model fitted on
 the real dev set (`python -m training.calibrate`, which also prints cross-validated reliability
 figures so the fit is not judged on the plates it saw). The coefficients ship beside the models
-(`worker/models/calibration.json`); a reader without an entry there keeps its raw score.
+(`worker/models/calibration.json`); a reader without an entry there keeps its raw score. The same
+file holds the detector's character presence model (worker.presence), fitted first because it
+changes what the detector reads.
 
 Features, all in [0, 1] or log-odds so a linear model is enough:
     posterior   the top candidate's share of the decoding beam (log-odds)
@@ -19,11 +21,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from plate_ocr.errors import ModelError
+from worker.presence import PRESENCE_FEATURES, PresenceModel
 
 __all__ = ["FEATURES", "Calibration", "PlateFeatures", "bundled_calibration_path"]
 
@@ -65,9 +68,11 @@ class PlateFeatures:
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Logistic coefficients per reader name; `probability` is 0 for an empty reading."""
+    """Logistic coefficients per reader name; `probability` is 0 for an empty reading.
+    `presence` is the detector's character presence model (None: every box is a character)."""
 
     models: Mapping[str, tuple[tuple[float, ...], float]]
+    presence: PresenceModel | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Calibration":
@@ -80,12 +85,13 @@ class Calibration:
                 name: (tuple(float(w) for w in entry["weights"]), float(entry["intercept"]))
                 for name, entry in data["readers"].items()
             }
+            presence = _presence(data.get("presence"))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"calibration file {path} is malformed: {e}") from e
         for name, (weights, _) in models.items():
             if len(weights) != len(FEATURES):
                 raise ModelError(f"calibration for {name!r} has {len(weights)} weights")
-        return cls(models=models)
+        return cls(models=models, presence=presence)
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:
@@ -95,6 +101,16 @@ class Calibration:
         weights, intercept = self.models[reader]
         z = intercept + float(np.dot(weights, features.vector()))
         return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def _presence(entry: Any) -> PresenceModel | None:
+    if entry is None:
+        return None
+    if list(entry["features"]) != list(PRESENCE_FEATURES):
+        raise ValueError(f"presence features {entry['features']} are not {PRESENCE_FEATURES}")
+    return PresenceModel(
+        weights=tuple(float(w) for w in entry["weights"]), intercept=float(entry["intercept"])
+    )
 
 
 def fit_logistic(

@@ -78,6 +78,7 @@ class PlateReader:
     of `worker.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
     ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
     `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
+    `calibration` replaces the bundled calibration file's models (worker.calibration).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class PlateReader:
         max_image_pixels: int = _DEFAULT_MAX_IMAGE_PIXELS,
         threads: int | None = None,
         spinning: bool = True,
+        calibration: Calibration | None = None,
     ) -> None:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
@@ -132,7 +134,10 @@ class PlateReader:
             else None
         )
         self._steps = ReadingSteps(
-            reader, recogniser=self.recogniser, calibration=Calibration.load(), naive=naive
+            reader,
+            recogniser=self.recogniser,
+            calibration=calibration if calibration is not None else Calibration.load(),
+            naive=naive,
         )
         self.max_batch = max_batch
         self.max_image_bytes = max_image_bytes
@@ -148,6 +153,7 @@ class PlateReader:
         imgsz: int | None = None,
         naive: bool = False,
         reader: ReaderKind | None = None,
+        calibration: Calibration | None = None,
     ) -> "PlateReader":
         """A reader configured from the settings; `imgsz` and `reader` override theirs."""
         return cls(
@@ -163,6 +169,7 @@ class PlateReader:
             max_image_pixels=settings.max_image_pixels,
             threads=settings.threads or default_threads(),
             spinning=settings.ort_spinning,
+            calibration=calibration,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:

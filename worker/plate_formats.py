@@ -47,6 +47,7 @@ FORMATS: Final[tuple[str, ...]] = (
     "DLL",  # Maine 1 AB .. 1234 AB
     "DDLL",
     "DDDDLL",
+    "DDDDDLL",  # New York commercial 12345-MA
     "TDDDDDDC",  # New York City taxi (TLC) T123456C
 )
 

@@ -1,6 +1,8 @@
 """The reading steps after the detector: `detector` (its boxes alone) or `fused` (two stages).
 
-    detector  the detector's boxes, ordered in rows (worker.postprocess), as the seed read them
+    detector  the detector's boxes, ordered in rows (worker.postprocess) as the seed read them,
+              each with the chance that it is a serial character at all (worker.presence),
+              decoded with a format prior
     fused     the detector locates each row's serial, PP-OCR's line recogniser reads it, the two
               are fused per character (worker.fusion) and decoded with a format prior
 
@@ -44,7 +46,7 @@ DETECTOR_PRIOR_WEIGHT: Final = 2.0
 class _DetectorChar:
     probs: npt.NDArray[np.float64]
     presence: float
-    source: str = "both"
+    source: str
 
 
 class ReadingSteps:
@@ -87,9 +89,13 @@ class ReadingSteps:
         if self.naive or not ordered.characters:
             return ordered
         kept = _kept_indices(found, ordered)
+        rows = [c.row for c in ordered.characters]
+        presence = self._presence(found, kept, rows)
         chars = [
-            _DetectorChar(probs=_normalised(found.class_scores[i]), presence=float(found.scores[i]))
-            for i in kept
+            _DetectorChar(
+                probs=_normalised(found.class_scores[i]), presence=float(p), source="detector"
+            )
+            for i, p in zip(kept, presence, strict=True)
         ]
         decoded = decode(chars, top_n=TOP_N, prior_weight=DETECTOR_PRIOR_WEIGHT)
         characters = tuple(
@@ -102,7 +108,10 @@ class ReadingSteps:
                 }
             )
             for c, ch, pick in zip(ordered.characters, chars, decoded.picks, strict=True)
+            if pick >= 0
         )
+        if not characters:
+            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
         features = PlateFeatures(
             posterior=decoded.posterior,
             min_char=min(c.confidence for c in characters),
@@ -114,10 +123,19 @@ class ReadingSteps:
             text=decoded.text,
             confidence=self.calibration.probability("detector", features),
             characters=characters,
-            rows=ordered.rows,
+            rows=max(c.row for c in characters) + 1,
             candidates=decoded.candidates,
             features=features,
         )
+
+    def _presence(
+        self, found: Detections, kept: Sequence[int], rows: Sequence[int]
+    ) -> npt.NDArray[np.float64]:
+        """P(serial character) per kept box; 1 for all without a presence model."""
+        model = self.calibration.presence
+        if model is None:
+            return np.ones(len(kept))
+        return model.probabilities(found.xyxy[list(kept)], found.scores[list(kept)], rows)
 
     def _fused_readings(
         self,

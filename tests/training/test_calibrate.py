@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.calibrate import cross_validated, main
+from training.calibrate import cross_validated, main, serial_marks
 from worker.calibration import FEATURES, Calibration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,3 +26,10 @@ def test_calibrating_on_the_samples_writes_a_loadable_file(tmp_path: Path) -> No
     written = json.loads(out.read_text())
     assert written["features"] == list(FEATURES)
     assert set(Calibration.load(out).models) == {"fused", "detector"}
+    assert Calibration.load(out).presence is not None
+
+
+def test_a_read_character_is_marked_extra_only_where_the_label_has_none() -> None:
+    assert serial_marks("LPB635", "LPBS635") == [True, True, True, False, True, True, True]
+    assert serial_marks("LPB635", "LP8635") == [True] * 6  # misread, but a serial character
+    assert serial_marks("6LNE878", "") == []

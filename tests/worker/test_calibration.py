@@ -54,3 +54,14 @@ def test_a_malformed_file_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="has 1 weights"):
         Calibration.load(path)
     assert len(FEATURES) != 1
+
+
+def test_the_shipped_file_carries_the_presence_model_and_checks_its_features(
+    tmp_path: Path,
+) -> None:
+    assert Calibration.load().presence is not None
+    path = tmp_path / "calibration.json"
+    entry = {"features": ["score"], "weights": [1.0], "intercept": 0.0}
+    path.write_text(json.dumps({"readers": {}, "presence": entry}))
+    with pytest.raises(ModelError, match="presence features"):
+        Calibration.load(path)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from plate_ocr.constants import CLASS_NAMES
+from worker.calibration import Calibration
 from worker.detections import Detections
 from worker.two_stage import ReadingSteps
 
@@ -39,3 +40,31 @@ def test_clear_evidence_wins_over_the_format() -> None:
     # A vanity-like reading stays as read when the runner-up is far behind.
     text, chars = _read(_detections("ABC1Z34", second={4: ("2", 0.05)}))
     assert text == chars == "ABC1Z34"
+
+
+def _with_picture() -> Detections:
+    """LPB 635 with Louisiana's compass between the groups, read weakly as S."""
+    found = _detections("LPBS635", second={})
+    xyxy, scores = found.xyxy.copy(), found.scores.copy()
+    xyxy[3] = [72.0, 20.0, 84.0, 32.0]
+    scores[3] = 0.4
+    class_scores = found.class_scores.copy()
+    class_scores[3] *= 0.4 / 0.9
+    return Detections(xyxy=xyxy, scores=scores, classes=found.classes, class_scores=class_scores)
+
+
+def test_a_picture_between_the_groups_is_left_out_with_its_box() -> None:
+    crop = np.zeros((50, 180, 3), np.uint8)
+    (result,) = ReadingSteps("detector", calibration=Calibration.load()).read(
+        [crop], [_with_picture()], confidence=0.25
+    )
+    assert result.text == "".join(c.char for c in result.characters) == "LPB635"
+    assert all(c.box[0] != 72.0 for c in result.characters)
+
+
+def test_without_a_presence_model_every_confident_box_is_read() -> None:
+    crop = np.zeros((50, 180, 3), np.uint8)
+    (result,) = ReadingSteps("detector", calibration=Calibration(models={})).read(
+        [crop], [_with_picture()], confidence=0.25
+    )
+    assert result.text == "LPBS635"
