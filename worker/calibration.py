@@ -6,8 +6,12 @@ plates well but is not a probability: before this, the 20% most confident readin
 the real dev set (`python -m training.calibrate`, which also prints cross-validated reliability
 figures so the fit is not judged on the plates it saw). The coefficients ship beside the models
 (`worker/models/calibration.json`); a reader without an entry there keeps its raw score. The same
-file holds the detector's character presence model (worker.presence), fitted first because it
-changes what the detector reads.
+file holds two corrections to the detector's own reading, fitted first because they change what
+it reads: its character presence model (worker.presence), and a class bias, one log-weight per
+class added to its class scores. The detector learnt its classes on synthetic plates; on real
+ones some glyphs look like another class more often than the synthetic ones did (New York's
+narrow M like H, slab-serif I like T), and the bias moves each class's share back to what real
+plates show (its fit is L2-regularised; see training.calibrate).
 
 Features, all in [0, 1] or log-odds so a linear model is enough:
     posterior   the top candidate's share of the decoding beam (log-odds)
@@ -24,7 +28,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
+from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from worker.presence import PRESENCE_FEATURES, PresenceModel
 
@@ -69,10 +75,23 @@ class PlateFeatures:
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """Logistic coefficients per reader name; `probability` is 0 for an empty reading.
-    `presence` is the detector's character presence model (None: every box is a character)."""
+    `presence` is the detector's character presence model (None: every box is a character);
+    `class_bias` the log-weights added to its class scores (None: none)."""
 
     models: Mapping[str, tuple[tuple[float, ...], float]]
     presence: PresenceModel | None = None
+    class_bias: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_bias is not None and len(self.class_bias) != len(CLASS_NAMES):
+            raise ValueError(f"a class bias has {len(CLASS_NAMES)} values")
+
+    def class_probabilities(self, class_scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The detector's class scores of one box as a distribution, the class bias applied."""
+        scores = np.asarray(class_scores, dtype=np.float64)
+        if self.class_bias is not None:
+            scores = scores * np.exp(np.asarray(self.class_bias))
+        return np.asarray(scores / max(float(scores.sum()), 1e-12), dtype=np.float64)
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Calibration":
@@ -86,12 +105,17 @@ class Calibration:
                 for name, entry in data["readers"].items()
             }
             presence = _presence(data.get("presence"))
+            bias = data.get("class_bias")
+            class_bias = tuple(float(b) for b in bias) if bias is not None else None
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"calibration file {path} is malformed: {e}") from e
         for name, (weights, _) in models.items():
             if len(weights) != len(FEATURES):
                 raise ModelError(f"calibration for {name!r} has {len(weights)} weights")
-        return cls(models=models, presence=presence)
+        try:
+            return cls(models=models, presence=presence, class_bias=class_bias)
+        except ValueError as e:
+            raise ModelError(f"calibration file {path} is malformed: {e}") from e
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:

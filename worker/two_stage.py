@@ -93,7 +93,9 @@ class ReadingSteps:
         presence = self._presence(found, kept, rows)
         chars = [
             _DetectorChar(
-                probs=_normalised(found.class_scores[i]), presence=float(p), source="detector"
+                probs=self.calibration.class_probabilities(found.class_scores[i]),
+                presence=float(p),
+                source="detector",
             )
             for i, p in zip(kept, presence, strict=True)
         ]
@@ -202,7 +204,3 @@ def _kept_indices(found: Detections, ordered: OcrResult) -> list[int]:
     """The detection index behind each ordered character (matched by its box)."""
     index = {tuple(float(v) for v in box): i for i, box in enumerate(found.xyxy)}
     return [index[c.box] for c in ordered.characters]
-
-
-def _normalised(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return scores / max(float(scores.sum()), 1e-12)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.calibrate import cross_validated, main, serial_marks
+from plate_ocr.constants import CLASS_NAMES
+from training.calibrate import cross_validated, fit_class_bias, label_targets, main
 from worker.calibration import FEATURES, Calibration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,20 @@ def test_calibrating_on_the_samples_writes_a_loadable_file(tmp_path: Path) -> No
     assert Calibration.load(out).presence is not None
 
 
-def test_a_read_character_is_marked_extra_only_where_the_label_has_none() -> None:
-    assert serial_marks("LPB635", "LPBS635") == [True, True, True, False, True, True, True]
-    assert serial_marks("LPB635", "LP8635") == [True] * 6  # misread, but a serial character
-    assert serial_marks("6LNE878", "") == []
+def test_a_read_character_gets_the_label_class_it_aligns_with_or_none() -> None:
+    ids = [CLASS_NAMES.index(c) for c in "LPB635"]
+    assert label_targets("LPB635", "LPBS635").tolist() == [*ids[:3], -1, *ids[3:]]
+    assert label_targets("LPB635", "LP8635").tolist() == ids  # misread, but a serial character
+    assert label_targets("6LNE878", "").tolist() == []
+
+
+def test_the_class_bias_moves_a_class_the_scores_under_rate() -> None:
+    # Real M read as 60:40 for H: the bias must turn those to M and leave real H as H.
+    m, h = CLASS_NAMES.index("M"), CLASS_NAMES.index("H")
+    probs = np.full((200, len(CLASS_NAMES)), 1e-4)
+    probs[:100, [h, m]] = [0.6, 0.4]  # real M
+    probs[100:, [h, m]] = [0.95, 0.05]  # real H
+    target = np.array([m] * 100 + [h] * 100)
+    bias = np.asarray(fit_class_bias(probs, target, l2=1.0))
+    corrected = np.log(probs) + bias
+    assert (corrected.argmax(axis=1) == target).all()

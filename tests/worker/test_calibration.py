@@ -65,3 +65,17 @@ def test_the_shipped_file_carries_the_presence_model_and_checks_its_features(
     path.write_text(json.dumps({"readers": {}, "presence": entry}))
     with pytest.raises(ModelError, match="presence features"):
         Calibration.load(path)
+
+
+def test_the_class_bias_reweights_the_scores_and_must_cover_every_class(tmp_path: Path) -> None:
+    scores = np.full(36, 0.01)
+    scores[[17, 22]] = [0.6, 0.4]  # H ahead of M
+    bias = [0.0] * 36
+    bias[22] = 1.0
+    p = Calibration(models={}, class_bias=tuple(bias)).class_probabilities(scores)
+    assert p.sum() == pytest.approx(1.0) and p.argmax() == 22
+    assert Calibration(models={}).class_probabilities(scores).argmax() == 17
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"readers": {}, "class_bias": [0.0] * 35}))
+    with pytest.raises(ModelError, match="class bias"):
+        Calibration.load(path)
