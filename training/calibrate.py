@@ -31,8 +31,9 @@ from training.reliability import Reliability
 from worker.calibration import FEATURES, Calibration, bundled_calibration_path, fit_logistic
 from worker.detections import Detections
 from worker.image import decode_image, load_path
-from worker.postprocess import OcrResult, order_characters
+from worker.postprocess import OcrResult
 from worker.presence import PRESENCE_FEATURES, PresenceModel, presence_features
+from worker.two_stage import detector_characters
 
 if TYPE_CHECKING:
     from worker.engine import PlateReader
@@ -104,10 +105,9 @@ def _box_samples(
         found += reader.detect(reader.preprocess(images))
     samples = []
     for row, f in zip(rows, found, strict=True):
-        ordered = order_characters(f.xyxy, f.scores, f.classes, confidence=settings.confidence)
+        merged, ordered, kept = detector_characters(f, confidence=settings.confidence)
         chars = ordered.characters
-        index = {tuple(float(v) for v in box): i for i, box in enumerate(f.xyxy)}
-        scores = f.class_scores[[index[c.box] for c in chars]].reshape(-1, len(CLASS_NAMES))
+        scores = merged.class_scores[kept].reshape(-1, len(CLASS_NAMES))
         target = label_targets(row.text, ordered.text)
         samples.append(
             _BoxSamples(

@@ -221,8 +221,7 @@ class PlateReader:
         if self.reader == "fused" and not self.naive and len(batch.crops) != len(batch):
             raise ValueError("the fused reader needs the batch's crops (build it with preprocess)")
         threshold = self.confidence if confidence is None else confidence
-        floor = self._steps.detector_confidence_floor
-        detect_at = threshold if floor is None else min(floor, threshold)
+        detect_at = self.detect_confidence(threshold)
         if self.reader == "detector" or self.naive or len(batch) <= _PIPELINE_CHUNK:
             return self._steps.read(
                 batch.crops, self.detect(batch, confidence=detect_at), confidence=threshold
@@ -246,9 +245,16 @@ class PlateReader:
         """The second stage's model (None when reading with the detector alone)."""
         return self.recogniser.model_info if self.recogniser is not None else None
 
+    def detect_confidence(self, threshold: float | None = None) -> float:
+        """The box score the detector stage keeps down to for a reading at `threshold` (None:
+        the reader's): the reading steps look at weaker boxes than the threshold."""
+        threshold = self.confidence if threshold is None else threshold
+        return min(self._steps.detector_confidence_floor, threshold)
+
     def detect(self, batch: PlateBatch, *, confidence: float | None = None) -> list[Detections]:
-        """The detector stage alone: one `Detections` per crop, in crop pixels."""
-        confidence = self.confidence if confidence is None else confidence
+        """The detector stage alone: one `Detections` per crop, in crop pixels, down to
+        `confidence` (None: what a reading at the reader's threshold needs)."""
+        confidence = self.detect_confidence() if confidence is None else confidence
         found: list[Detections] = []
         # Serialised: runtimes (ONNX Runtime sessions, exports, CUDA graphs) keep per-call state.
         with self._lock:

@@ -22,13 +22,20 @@ from plate_ocr.constants import CLASS_NAMES
 from schemas.reading import CharacterReading
 from worker.calibration import Calibration, PlateFeatures
 from worker.decoding import PRIOR_WEIGHT, Decoded, decode
-from worker.detections import Detections
+from worker.detections import Detections, merge_class_duplicates
 from worker.fusion import FusedChar, fuse_line, layout
 from worker.plate_formats import matches_format
 from worker.postprocess import OcrResult, naive_order, order_characters
 from worker.recogniser import LineRecogniser
 
-__all__ = ["DETECTOR_PRIOR_WEIGHT", "EXTEND_CONFIDENCE", "READERS", "ReaderKind", "ReadingSteps"]
+__all__ = [
+    "DETECTOR_PRIOR_WEIGHT",
+    "EXTEND_CONFIDENCE",
+    "READERS",
+    "ReaderKind",
+    "ReadingSteps",
+    "detector_characters",
+]
 
 ReaderKind = Literal["fused", "detector"]
 READERS: Final[tuple[ReaderKind, ...]] = ("fused", "detector")
@@ -68,9 +75,12 @@ class ReadingSteps:
         self.naive = naive
 
     @property
-    def detector_confidence_floor(self) -> float | None:
-        """The lowest box score these steps use, for the detector's NMS (None: the threshold)."""
-        return EXTEND_CONFIDENCE if self.reader == "fused" else None
+    def detector_confidence_floor(self) -> float:
+        """The lowest box score these steps use, for the detector's NMS: the fused reader's
+        weak boxes widen a serial region; the detector's own reading merges a character's
+        boxes of several classes (worker.detections.merge_class_duplicates) before the
+        threshold."""
+        return EXTEND_CONFIDENCE
 
     def read(
         self,
@@ -84,11 +94,11 @@ class ReadingSteps:
         return self._fused_readings(crops, found, confidence)
 
     def _detector_reading(self, found: Detections, confidence: float) -> OcrResult:
-        order = naive_order if self.naive else order_characters
-        ordered = order(found.xyxy, found.scores, found.classes, confidence=confidence)
-        if self.naive or not ordered.characters:
+        if self.naive:
+            return naive_order(found.xyxy, found.scores, found.classes, confidence=confidence)
+        found, ordered, kept = detector_characters(found, confidence=confidence)
+        if not ordered.characters:
             return ordered
-        kept = _kept_indices(found, ordered)
         rows = [c.row for c in ordered.characters]
         presence = self._presence(found, kept, rows)
         chars = [
@@ -198,6 +208,16 @@ def _characters(chars: Sequence[FusedChar], decoded: Decoded) -> tuple[Character
             )
         )
     return tuple(out)
+
+
+def detector_characters(
+    found: Detections, *, confidence: float
+) -> tuple[Detections, OcrResult, list[int]]:
+    """The detector's own characters: its boxes with each character's classes merged, those
+    over `confidence` ordered in rows, and the merged box behind each ordered character."""
+    merged = merge_class_duplicates(found)
+    ordered = order_characters(merged.xyxy, merged.scores, merged.classes, confidence=confidence)
+    return merged, ordered, _kept_indices(merged, ordered)
 
 
 def _kept_indices(found: Detections, ordered: OcrResult) -> list[int]:

@@ -1,10 +1,11 @@
 """worker.two_stage: the detector's own reading, decoded with the format prior."""
 
 import numpy as np
+import pytest
 
 from plate_ocr.constants import CLASS_NAMES
 from worker.calibration import Calibration
-from worker.detections import Detections
+from worker.detections import Detections, merge_class_duplicates
 from worker.two_stage import ReadingSteps
 
 
@@ -68,3 +69,39 @@ def test_without_a_presence_model_every_confident_box_is_read() -> None:
         [crop], [_with_picture()], confidence=0.25
     )
     assert result.text == "LPBS635"
+
+
+def _split_w() -> Detections:
+    """D S W: the W came back as three boxes (per-class NMS), each under the threshold."""
+    xyxy = np.array(
+        [[10, 10, 28, 40], [30, 10, 48, 40], [50, 10, 68, 40], [50, 11, 68, 40], [51, 10, 68, 41]],
+        dtype=np.float64,
+    )
+    class_scores = np.full((5, len(CLASS_NAMES)), 0.0)
+    for i, (char, score) in enumerate(
+        [("D", 0.9), ("S", 0.9), ("W", 0.24), ("M", 0.2), ("N", 0.1)]
+    ):
+        class_scores[i, CLASS_NAMES.index(char)] = score
+    return Detections(
+        xyxy=xyxy,
+        scores=class_scores.max(axis=1),
+        classes=class_scores.argmax(axis=1),
+        class_scores=class_scores,
+    )
+
+
+def test_a_characters_boxes_of_several_classes_merge_into_one_distribution() -> None:
+    merged = merge_class_duplicates(_split_w())
+    assert merged.scores[:2].tolist() == [0.9, 0.9]  # neighbours stay apart
+    assert merged.scores[2:] == pytest.approx([0.54] * 3)
+    assert [CLASS_NAMES[c] for c in merged.classes] == ["D", "S", "W", "W", "W"]
+    w, m = CLASS_NAMES.index("W"), CLASS_NAMES.index("M")
+    assert merged.class_scores[3, [w, m]].tolist() == [0.24, 0.2]
+
+
+def test_the_detector_reads_a_character_no_single_box_of_it_passes() -> None:
+    crop = np.zeros((50, 80, 3), np.uint8)
+    (result,) = ReadingSteps("detector", calibration=Calibration(models={})).read(
+        [crop], [_split_w()], confidence=0.25
+    )
+    assert result.text == "DSW"
