@@ -1,8 +1,9 @@
 """The reading steps after the detector: `detector` (its boxes alone) or `fused` (two stages).
 
-    detector  the detector's boxes, ordered in rows (worker.postprocess) as the seed read them,
+    detector  the detector's boxes, a character's boxes of several classes merged into one
+              (worker.detections), ordered in rows (worker.postprocess) as the seed read them,
               each with the chance that it is a serial character at all (worker.presence),
-              decoded with a format prior
+              decoded with a class bias (worker.calibration) and a format prior
     fused     the detector locates each row's serial, PP-OCR's line recogniser reads it, the two
               are fused per character (worker.fusion) and decoded with a format prior
 
