@@ -2,15 +2,16 @@
 
     python -m training.calibrate ../shared/data/real_us_dev [--out worker/models/calibration.json]
 
-First fits the detector's character presence model (worker.presence): each confident box the
-detector reads is labelled a serial character or not by aligning its reading with the plate's
-label, and a logistic model of its features is fitted; the exact-match rate of the detector
-alone is printed with presence from 5-fold cross-validation. Then reads every plate with each
-reader (fused and detector, the detector with that presence model), fits a logistic model of
-"read exactly right" on the reading's features (worker.calibration), and prints, for each
-reader, the reliability table and precision at 50/70/90% coverage from 5-fold
-cross-validation: each plate's confidence then comes from a fit that did not see it, so the
-figures are honest about plates outside the set. The file written is the fit on all plates.
+First fits the detector's own corrections: each confident box the detector reads is paired with
+a label character or found extra by aligning its reading with the plate's label; a logistic
+presence model of its features (worker.presence) and a class bias over its class scores
+(worker.calibration) are fitted on those pairs, and the detector alone's exact-match rate is
+printed with both fitted 5-fold cross-validated. Then reads every plate with each reader (fused
+and detector, with those corrections), fits a logistic model of "read exactly right" on the
+reading's features (worker.calibration), and prints, for each reader, the reliability table and
+precision at 50/70/90% coverage from 5-fold cross-validation: each plate's confidence then comes
+from a fit that did not see it, so the figures are honest about plates outside the set. The
+file written is the fit on all plates.
 """
 
 import argparse
@@ -106,13 +107,12 @@ def _box_samples(
     samples = []
     for row, f in zip(rows, found, strict=True):
         merged, ordered, kept = detector_characters(f, confidence=settings.confidence)
-        chars = ordered.characters
         scores = merged.class_scores[kept].reshape(-1, len(CLASS_NAMES))
         target = label_targets(row.text, ordered.text)
         samples.append(
             _BoxSamples(
                 features=presence_features(
-                    [c.box for c in chars], [c.confidence for c in chars], [c.row for c in chars]
+                    merged.xyxy[kept], merged.scores[kept], [c.row for c in ordered.characters]
                 ),
                 serial=target >= 0,
                 probs=scores / np.maximum(scores.sum(axis=1, keepdims=True), 1e-12),

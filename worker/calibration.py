@@ -104,18 +104,18 @@ class Calibration:
                 name: (tuple(float(w) for w in entry["weights"]), float(entry["intercept"]))
                 for name, entry in data["readers"].items()
             }
-            presence = _presence(data.get("presence"))
             bias = data.get("class_bias")
-            class_bias = tuple(float(b) for b in bias) if bias is not None else None
+            calibration = cls(
+                models=models,
+                presence=_presence(data.get("presence")),
+                class_bias=tuple(float(b) for b in bias) if bias is not None else None,
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"calibration file {path} is malformed: {e}") from e
         for name, (weights, _) in models.items():
             if len(weights) != len(FEATURES):
                 raise ModelError(f"calibration for {name!r} has {len(weights)} weights")
-        try:
-            return cls(models=models, presence=presence, class_bias=class_bias)
-        except ValueError as e:
-            raise ModelError(f"calibration file {path} is malformed: {e}") from e
+        return calibration
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:
