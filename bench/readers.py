@@ -7,9 +7,12 @@ exact-match %, CER, and ms/plate on this machine (each reader's own time: ours b
 time as the worker reads, RapidOCR one image at a time as its API reads).
 
     fused     the product's default reading path (detector + PP-OCR line recogniser, fused)
-    detector  the character detector alone (`--reader detector`)
-    detector-torch  the same on PyTorch: the detector-alone path as the worker ran it before the
-              light runtime (needs the `gpu` extra)
+    detector  the character detector alone (`--reader detector`), in its test-time views
+    detector-torch  the same on PyTorch (needs the `gpu` extra)
+    detector-1view  the detector alone on each crop as it is, one view, as it read when issue 9
+              was written: the reference of the rule that the default path stays at least half
+              as fast. Its corrections (presence, class bias) are fitted on this folder first, so
+              its exact figure is a fit, not a cross-validated one (training.calibrate prints that).
     rapidocr  RapidOCR's own general-purpose pipeline (PP-OCRv4 text detection, angle
               classifier, recognition): the tallest text line it finds is the plate, and with no
               line found its recogniser reads the whole crop. Needs `pip install
@@ -22,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,21 +33,38 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.evaluate import GroupScore, align, load_labels, normalise  # noqa: E402
+from training.evaluate import GroupScore, LabelRow, align, load_labels, normalise  # noqa: E402
 from training.rapidocr_reader import rapidocr_reader  # noqa: E402
 from worker.image import decode_image, load_path  # noqa: E402
+
+if TYPE_CHECKING:
+    from worker.calibration import Calibration
 
 Image = npt.NDArray[np.uint8]
 BATCH = 32
 
 
-def _ours(kind: str, backend: str = "auto") -> Callable[[Sequence[Image]], list[str]]:
+def _ours(
+    kind: str, backend: str = "auto", calibration: "Calibration | None" = None
+) -> Callable[[Sequence[Image]], list[str]]:
     """Our reader as the worker builds it from its settings (threads and all)."""
     from plate_ocr.settings import Settings
     from worker.engine import PlateReader
 
-    reader = PlateReader.from_settings(Settings(backend=backend), reader=kind)  # type: ignore[arg-type]
+    reader = PlateReader.from_settings(
+        Settings(backend=backend),
+        reader=kind,  # type: ignore[arg-type]
+        calibration=calibration,
+    )
     return lambda images: [r.text for r in reader.read_arrays(images)]
+
+
+def _one_view(rows: Sequence[LabelRow]) -> Callable[[Sequence[Image]], list[str]]:
+    from plate_ocr.settings import Settings
+    from training.calibrate import detector_corrections
+    from worker.views import IDENTITY
+
+    return _ours("detector", calibration=detector_corrections(rows, Settings(), (IDENTITY,)))
 
 
 def _rapidocr() -> Callable[[Sequence[Image]], list[str]]:
@@ -56,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--readers", default="fused,detector,detector-torch,rapidocr")
+    parser.add_argument(
+        "--readers", default="fused,detector,detector-torch,detector-1view,rapidocr"
+    )
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -70,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fused": lambda: _ours("fused"),
         "detector": lambda: _ours("detector"),
         "detector-torch": lambda: _ours("detector", "torch"),
+        "detector-1view": lambda: _one_view(rows),
     }
     makers["rapidocr"] = _rapidocr
     results: dict[str, dict[str, Any]] = {}
     print(f"{len(rows)} plates from {args.dir}")
-    print(f"{'reader':10} {'exact %':>8} {'CER':>7} {'ms/plate':>9}")
+    print(f"{'reader':15} {'exact %':>8} {'CER':>7} {'ms/plate':>9}")
     for name in args.readers.split(","):
         read = makers[name]()
         read(images[:2])  # warm-up outside the timing
@@ -89,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             score.add(exact=label == got, edits=len(align(label, got)), label_chars=len(label))
         ms = 1000 * elapsed_s / len(rows)
         results[name] = {**score.to_dict(), "ms_per_plate": ms}
-        print(f"{name:10} {score.accuracy:>8.1%} {score.cer:>7.1%} {ms:>9.1f}", flush=True)
+        print(f"{name:15} {score.accuracy:>8.1%} {score.cer:>7.1%} {ms:>9.1f}", flush=True)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

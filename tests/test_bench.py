@@ -115,7 +115,7 @@ def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
             str(REPO / "bench" / "readers.py"),
             str(samples),
             "--readers",
-            "fused,detector",
+            "fused,detector,detector-1view",
             "--json",
             str(out),
         ],
@@ -126,7 +126,7 @@ def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
-    assert set(figures) == {"fused", "detector"}
+    assert set(figures) == {"fused", "detector", "detector-1view"}
     assert figures["fused"]["plates"] == 12 and figures["fused"]["ms_per_plate"] > 0
     assert figures["fused"]["exact"] >= figures["detector"]["exact"] - 1
 

@@ -6,12 +6,15 @@ First fits the detector's own corrections: each confident box the detector reads
 a label character or found extra by aligning its reading with the plate's label; a logistic
 presence model of its features (worker.presence) and a class bias over its class scores
 (worker.calibration) are fitted on those pairs, and the detector alone's exact-match rate is
-printed with both fitted 5-fold cross-validated. Then reads every plate with each reader (fused
-and detector, with those corrections), fits a logistic model of "read exactly right" on the
-reading's features (worker.calibration), and prints, for each reader, the reliability table and
-precision at 50/70/90% coverage from 5-fold cross-validation: each plate's confidence then comes
-from a fit that did not see it, so the figures are honest about plates outside the set. The
-file written is the fit on all plates.
+printed with both fitted 5-fold cross-validated. The boxes are those the detector finds under
+its test-time views (worker.views.DETECTOR_VIEWS; `--single-view` for the crop as it is), and
+the file names the views: the corrections hold for them only.
+
+Then reads every plate with each reader (fused and detector, with those corrections), fits a
+logistic model of "read exactly right" on the reading's features (worker.calibration), and
+prints, for each reader, the reliability table and precision at 50/70/90% coverage from 5-fold
+cross-validation: each plate's confidence then comes from a fit that did not see it, so the
+figures are honest about plates outside the set. The file written is the fit on all plates.
 """
 
 import argparse
@@ -35,11 +38,19 @@ from worker.image import decode_image, load_path
 from worker.postprocess import OcrResult
 from worker.presence import PRESENCE_FEATURES, PresenceModel, presence_features
 from worker.two_stage import detector_characters
+from worker.views import DETECTOR_VIEWS, IDENTITY, View
 
 if TYPE_CHECKING:
     from worker.engine import PlateReader
 
-__all__ = ["CLASS_BIAS_L2", "cross_validated", "fit_class_bias", "label_targets", "main"]
+__all__ = [
+    "CLASS_BIAS_L2",
+    "cross_validated",
+    "detector_corrections",
+    "fit_class_bias",
+    "label_targets",
+    "main",
+]
 
 _FOLDS = 5
 # The class bias's L2 penalty, in boxes' worth of evidence. On the real dev set (2-fold, with the
@@ -149,8 +160,9 @@ def fit_class_bias(
     return tuple(float(b) for b in bias)
 
 
-def _fit_detector(samples: Sequence[_BoxSamples]) -> Calibration:
-    """The detector's corrections (presence model and class bias), no plate models."""
+def _fit_detector(samples: Sequence[_BoxSamples], views: tuple[View, ...]) -> Calibration:
+    """The detector's corrections (presence model and class bias) for boxes found under
+    `views`, no plate models."""
     x = np.vstack([s.features for s in samples])
     serial = np.concatenate([s.serial for s in samples])
     weights, intercept = fit_logistic(x.tolist(), serial.tolist())
@@ -160,19 +172,40 @@ def _fit_detector(samples: Sequence[_BoxSamples]) -> Calibration:
         models={},
         presence=PresenceModel(weights=weights, intercept=intercept),
         class_bias=fit_class_bias(probs[target >= 0], target[target >= 0]),
+        views=views,
     )
 
 
-def _fit_detector_cross_validated(rows: Sequence[LabelRow], settings: Settings) -> Calibration:
+def _samples_under(
+    views: tuple[View, ...], rows: Sequence[LabelRow], settings: Settings
+) -> list[_BoxSamples]:
+    from worker.engine import PlateReader
+
+    finder = PlateReader.from_settings(
+        settings, reader="detector", calibration=Calibration(models={}, views=views)
+    )
+    return _box_samples(finder, rows, settings)
+
+
+def detector_corrections(
+    rows: Sequence[LabelRow], settings: Settings, views: tuple[View, ...]
+) -> Calibration:
+    """The detector's corrections for `views`, fitted on all of `rows` (no plate models)."""
+    return _fit_detector(_samples_under(views, rows, settings), views)
+
+
+def _fit_detector_cross_validated(
+    rows: Sequence[LabelRow], settings: Settings, views: tuple[View, ...]
+) -> Calibration:
     """The detector's corrections fitted on all plates, after printing the detector alone's
     exact-match rate with each fold read by corrections fitted on the other folds."""
     from worker.engine import PlateReader
 
-    samples = _box_samples(PlateReader.from_settings(settings, reader="detector"), rows, settings)
+    samples = _samples_under(views, rows, settings)
     fold = np.random.default_rng(0).permutation(len(rows)) % _FOLDS
     right = 0
     for k in range(_FOLDS):
-        fitted = _fit_detector([s for s, f in zip(samples, fold, strict=True) if f != k])
+        fitted = _fit_detector([s for s, f in zip(samples, fold, strict=True) if f != k], views)
         reader = PlateReader.from_settings(settings, reader="detector", calibration=fitted)
         test = [r for r, f in zip(rows, fold, strict=True) if f == k]
         results = _read_all(reader, [r.file for r in test], settings)
@@ -182,8 +215,11 @@ def _fit_detector_cross_validated(rows: Sequence[LabelRow], settings: Settings) 
     extra = sum(int((~s.serial).sum()) for s in samples)
     boxes = sum(len(s.serial) for s in samples)
     print(f"presence: {extra} of {boxes} confident boxes are not serial characters")
-    print(f"detector alone, its corrections cross-validated: {right / len(rows):.1%} exact")
-    return _fit_detector(samples)
+    print(
+        f"detector alone ({len(views)} views), its corrections cross-validated: "
+        f"{right / len(rows):.1%} exact"
+    )
+    return _fit_detector(samples, views)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,13 +227,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dir", type=Path, help="a folder with labels.csv and its images")
     parser.add_argument("--out", type=Path, default=bundled_calibration_path())
     parser.add_argument("--model", type=Path, default=None, help="detector weights")
+    parser.add_argument(
+        "--single-view",
+        action="store_true",
+        help="fit the detector's reading of the crop as it is, not its test-time views",
+    )
     args = parser.parse_args(argv)
 
     from worker.engine import PlateReader
 
     rows = load_labels(args.dir)
     settings = Settings(model_path=args.model)
-    corrections = _fit_detector_cross_validated(rows, settings)
+    views = (IDENTITY,) if args.single_view else DETECTOR_VIEWS
+    corrections = _fit_detector_cross_validated(rows, settings, views)
     assert corrections.presence is not None and corrections.class_bias is not None
     fitted: dict[str, dict[str, object]] = {}
     for kind in ("fused", "detector"):
@@ -221,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "features": list(FEATURES),
                 "fitted_on": f"{args.dir.name} ({len(rows)} plates)",
+                "detector_sha256": reader.model_info.sha256,
                 "readers": fitted,
                 "presence": {
                     "features": list(PRESENCE_FEATURES),
@@ -228,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "intercept": corrections.presence.intercept,
                 },
                 "class_bias": list(corrections.class_bias),
+                "detector_views": [
+                    {"stretch": v.stretch, "margin": v.margin} for v in corrections.views
+                ],
             },
             indent=2,
         )

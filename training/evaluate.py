@@ -122,6 +122,7 @@ class EvalReport:
     confidences: list[float] = field(default_factory=list)
     correct: list[bool] = field(default_factory=list)
     reader: str = "detector"
+    views: int = 1  # how many views of each crop the detector looked at (worker.views)
 
     @property
     def reliability(self) -> Reliability:
@@ -142,6 +143,7 @@ class EvalReport:
             "imgsz": self.imgsz,
             "ordering": "naive" if self.naive else "rows+suppression",
             "reader": self.reader,
+            "views": self.views,
             "overall": self.overall.to_dict(),
             "by_repository": {k: v.to_dict() for k, v in sorted(self.by_repository.items())},
             "by_source": {k: v.to_dict() for k, v in sorted(self.by_source.items())},
@@ -160,7 +162,9 @@ class EvalReport:
         ordering = "seed (left to right only)" if self.naive else "rows + duplicate suppression"
         lines = [
             f"model {self.model.name} ({self.model.sha256[:12]}), {self.device}, "
-            f"imgsz {self.imgsz}, reader: {self.reader}, ordering: {ordering}",
+            f"imgsz {self.imgsz}, reader: {self.reader}"
+            + (f" ({self.views} views)" if self.views > 1 else "")
+            + f", ordering: {ordering}",
             f"{'':48} {'plates':>7} {'exact':>7} {'accuracy':>9} {'CER':>7}",
             _table_line("overall", self.overall),
         ]
@@ -263,6 +267,7 @@ def evaluate(
         reader.imgsz,
         reader.naive,
         reader=getattr(reader, "reader", "detector"),
+        views=len(getattr(reader, "views", (None,))),
     )
     with tqdm(total=len(rows), unit="plate", disable=not progress, file=sys.stderr) as bar:
         for batch in _batches(rows, batch_size):

@@ -11,7 +11,8 @@ it reads: its character presence model (worker.presence), and a class bias, one 
 class added to its class scores. The detector learnt its classes on synthetic plates; on real
 ones some glyphs look like another class more often than the synthetic ones did (New York's
 narrow M like H, slab-serif I like T), and the bias moves each class's share back to what real
-plates show (its fit is L2-regularised; see training.calibrate).
+plates show (its fit is L2-regularised; see training.calibrate). Both are fitted on the boxes
+the detector finds under its test-time views (worker.views), so the file names those views too.
 
 Features, all in [0, 1] or log-odds so a linear model is enough:
     posterior   the top candidate's share of the decoding beam (log-odds)
@@ -22,6 +23,7 @@ Features, all in [0, 1] or log-odds so a linear model is enough:
 """
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,11 @@ import numpy.typing as npt
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from worker.presence import PRESENCE_FEATURES, PresenceModel
+from worker.views import IDENTITY, View
 
 __all__ = ["FEATURES", "Calibration", "PlateFeatures", "bundled_calibration_path"]
+
+log = logging.getLogger("plate_ocr.worker.calibration")
 
 FEATURES: Final = ("posterior", "min_char", "agreement", "format", "length_gap")
 _EPS: Final = 1e-4
@@ -76,15 +81,21 @@ class PlateFeatures:
 class Calibration:
     """Logistic coefficients per reader name; `probability` is 0 for an empty reading.
     `presence` is the detector's character presence model (None: every box is a character);
-    `class_bias` the log-weights added to its class scores (None: none)."""
+    `class_bias` the log-weights added to its class scores (None: none); `views` the views its
+    own reading looks at each crop in, the ones those two were fitted with; `detector_sha256`
+    the weights all of it was fitted for (None: not recorded)."""
 
     models: Mapping[str, tuple[tuple[float, ...], float]]
     presence: PresenceModel | None = None
     class_bias: tuple[float, ...] | None = None
+    views: tuple[View, ...] = (IDENTITY,)
+    detector_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.class_bias is not None and len(self.class_bias) != len(CLASS_NAMES):
             raise ValueError(f"a class bias has {len(CLASS_NAMES)} values")
+        if not self.views:
+            raise ValueError("a calibration needs at least one view")
 
     def class_probabilities(self, class_scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The detector's class scores of one box as a distribution, the class bias applied."""
@@ -109,6 +120,11 @@ class Calibration:
                 models=models,
                 presence=_presence(data.get("presence")),
                 class_bias=tuple(float(b) for b in bias) if bias is not None else None,
+                views=tuple(
+                    View(stretch=float(v["stretch"]), margin=float(v["margin"]))
+                    for v in data.get("detector_views", [{"stretch": 1.0, "margin": 0.0}])
+                ),
+                detector_sha256=data.get("detector_sha256"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"calibration file {path} is malformed: {e}") from e
@@ -116,6 +132,24 @@ class Calibration:
             if len(weights) != len(FEATURES):
                 raise ModelError(f"calibration for {name!r} has {len(weights)} weights")
         return calibration
+
+    @classmethod
+    def load_for(cls, sha256: str, path: Path | None = None) -> "Calibration":
+        """The calibration at `path` (None: the bundled one) if it was fitted for the weights
+        with this sha256; for other weights none, said in the log: fitted corrections and
+        views would misread them, and a confidence fitted on another model is not a
+        probability."""
+        calibration = cls.load(path)
+        if calibration.detector_sha256 in (None, sha256):
+            return calibration
+        log.warning(
+            "calibration %s was fitted for detector %s, not these weights (%s): reading "
+            "uncalibrated (raw confidence, one view); fit one with python -m training.calibrate",
+            path or bundled_calibration_path(),
+            calibration.detector_sha256[:12],
+            sha256[:12],
+        )
+        return cls(models={})
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:

@@ -11,7 +11,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MERGE_IOU", "Detections", "merge_class_duplicates"]
+__all__ = ["MERGE_IOU", "Detections", "box_iou", "merge_class_duplicates"]
 
 # Boxes of one character under different classes overlap almost exactly; neighbouring
 # characters never do. On the real dev set (detector alone, 2-fold) merging at IoU 0.5 / 0.6 /
@@ -56,16 +56,23 @@ def merge_class_duplicates(found: Detections, *, iou_threshold: float = MERGE_IO
     if len(found) < 2:
         return found
     b = found.xyxy
-    width = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
-    height = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
-    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
-    same = (iou > iou_threshold) | np.eye(len(b), dtype=bool)
+    same = (box_iou(b, b) > iou_threshold) | np.eye(len(b), dtype=bool)
     class_scores = np.where(same[:, :, None], found.class_scores[None, :, :], 0.0).max(axis=1)
     return Detections(
         xyxy=b,
         scores=np.minimum(class_scores.sum(axis=1), 1.0),
         classes=class_scores.argmax(axis=1).astype(np.intp),
         class_scores=class_scores,
+    )
+
+
+def box_iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(len(a), len(b)) intersection over union of two sets of xyxy boxes."""
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    return np.asarray(
+        inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9), dtype=np.float64
     )

@@ -39,6 +39,7 @@ from worker.image import BgrImage, decode_image, ensure_bgr, load_path
 from worker.postprocess import OcrResult
 from worker.recogniser import LineRecogniser
 from worker.two_stage import READERS, ReaderKind, ReadingSteps
+from worker.views import IDENTITY, View, combine
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -78,7 +79,8 @@ class PlateReader:
     of `worker.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
     ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
     `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
-    `calibration` replaces the bundled calibration file's models (worker.calibration).
+    `calibration` replaces the bundled calibration file (worker.calibration), which applies only
+    to the weights it was fitted for: other weights read uncalibrated unless given their own.
     """
 
     def __init__(
@@ -136,7 +138,9 @@ class PlateReader:
         self._steps = ReadingSteps(
             reader,
             recogniser=self.recogniser,
-            calibration=calibration if calibration is not None else Calibration.load(),
+            calibration=calibration
+            if calibration is not None
+            else Calibration.load_for(self.model_info.sha256),
             naive=naive,
         )
         self.max_batch = max_batch
@@ -245,6 +249,11 @@ class PlateReader:
         """The second stage's model (None when reading with the detector alone)."""
         return self.recogniser.model_info if self.recogniser is not None else None
 
+    @property
+    def views(self) -> tuple[View, ...]:
+        """The views the detector stage looks at each crop in (worker.views)."""
+        return self._steps.views
+
     def detect_confidence(self, threshold: float | None = None) -> float:
         """The box score the detector stage keeps down to for a reading at `threshold` (None:
         the reader's): the reading steps look at weaker boxes than the threshold."""
@@ -253,8 +262,26 @@ class PlateReader:
 
     def detect(self, batch: PlateBatch, *, confidence: float | None = None) -> list[Detections]:
         """The detector stage alone: one `Detections` per crop, in crop pixels, down to
-        `confidence` (None: what a reading at the reader's threshold needs)."""
+        `confidence` (None: what a reading at the reader's threshold needs). The detector's own
+        reading combines the boxes of every view of a crop (worker.views) into one set."""
         confidence = self.detect_confidence() if confidence is None else confidence
+        views = self.views
+        if views == (IDENTITY,):
+            return self._detect(batch, confidence)
+        if len(batch.crops) != len(batch):
+            raise ValueError("reading in several views needs the batch's crops (use preprocess)")
+        # All views in one batch: on a GPU they cost about one view's time.
+        shown = self.preprocess([view.apply(crop) for view in views for crop in batch.crops])
+        found = self._detect(shown, confidence)
+        n = len(batch)
+        return [
+            combine(
+                [view.to_crop(found[k * n + i], crop.shape[:2]) for k, view in enumerate(views)]
+            )
+            for i, crop in enumerate(batch.crops)
+        ]
+
+    def _detect(self, batch: PlateBatch, confidence: float) -> list[Detections]:
         found: list[Detections] = []
         # Serialised: runtimes (ONNX Runtime sessions, exports, CUDA graphs) keep per-call state.
         with self._lock:

@@ -28,6 +28,7 @@ from worker.fusion import FusedChar, fuse_line, layout
 from worker.plate_formats import matches_format
 from worker.postprocess import OcrResult, naive_order, order_characters
 from worker.recogniser import LineRecogniser
+from worker.views import IDENTITY, View
 
 __all__ = [
     "DETECTOR_PRIOR_WEIGHT",
@@ -82,6 +83,14 @@ class ReadingSteps:
         boxes of several classes (worker.detections.merge_class_duplicates) before the
         threshold."""
         return EXTEND_CONFIDENCE
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        """The views the detector looks at each crop in for these steps (worker.views): the
+        calibration's for the detector's own reading, the crop as it is otherwise."""
+        if self.reader == "detector" and not self.naive:
+            return self.calibration.views
+        return (IDENTITY,)
 
     def read(
         self,

@@ -8,6 +8,7 @@ import pytest
 
 from plate_ocr.errors import ModelError
 from worker.calibration import FEATURES, Calibration, PlateFeatures, fit_logistic
+from worker.views import DETECTOR_VIEWS, IDENTITY, View
 
 
 def test_the_fit_recovers_known_coefficients() -> None:
@@ -79,3 +80,31 @@ def test_the_class_bias_reweights_the_scores_and_must_cover_every_class(tmp_path
     path.write_text(json.dumps({"readers": {}, "class_bias": [0.0] * 35}))
     with pytest.raises(ModelError, match="class bias"):
         Calibration.load(path)
+
+
+def test_the_file_names_the_views_its_corrections_were_fitted_with(tmp_path: Path) -> None:
+    assert Calibration.load().views == DETECTOR_VIEWS
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"readers": {}}))
+    assert Calibration.load(path).views == (IDENTITY,)  # fitted before views: the crop alone
+    path.write_text(json.dumps({"readers": {}, "detector_views": [{"stretch": 1.2, "margin": 0}]}))
+    assert Calibration.load(path).views == (View(stretch=1.2),)
+    for bad in ([{"stretch": 1.2}], [{"stretch": 0, "margin": 0}], []):
+        path.write_text(json.dumps({"readers": {}, "detector_views": bad}))
+        with pytest.raises(ModelError, match="malformed"):
+            Calibration.load(path)
+
+
+def test_a_calibration_applies_only_to_the_weights_it_was_fitted_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calibration.json"
+    fitted = {"readers": {}, "class_bias": [0.5] * 36, "detector_sha256": "ab" * 32}
+    path.write_text(json.dumps(fitted))
+    assert Calibration.load_for("ab" * 32, path).class_bias == (0.5,) * 36
+    other = Calibration.load_for("cd" * 32, path)
+    assert other == Calibration(models={})
+    assert "fitted for detector abababababab, not these weights (cdcdcdcdcdcd)" in caplog.text
+    path.write_text(json.dumps({"readers": {}, "class_bias": [0.5] * 36}))
+    assert Calibration.load_for("cd" * 32, path).class_bias == (0.5,) * 36  # not recorded
+    assert Calibration.load().detector_sha256 is not None  # the shipped file records it

@@ -13,6 +13,7 @@ from plate_ocr.errors import DeviceUnavailable, JobError, ModelError
 from schemas.codes import ErrorCode
 from worker.engine import PlateReader, bundled_model_path
 from worker.postprocess import OcrResult
+from worker.views import View
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,46 @@ def test_the_fused_pipeline_reads_a_large_batch_as_each_crop_alone(bundled_model
     assert [r.confidence for r in together] == pytest.approx([r.confidence for r in alone])
     boxes = [c.box for r in together for c in r.characters]
     assert np.allclose(boxes, [c.box for r in alone for c in r.characters], atol=1e-3)
+
+
+def test_other_weights_read_one_view_uncalibrated(sevens: PlateReader) -> None:
+    from worker.views import IDENTITY
+
+    # The bundled calibration names the bundled detector; these weights are not it.
+    assert sevens.views == (IDENTITY,)
+    assert sevens.read(_plate()).confidence == pytest.approx(
+        min((c.confidence for c in sevens.read(_plate()).characters), default=0.0)
+    )
+
+
+@pytest.mark.model
+def test_the_bundled_detector_reads_in_its_views_and_needs_the_crops(bundled_model: Path) -> None:
+    from worker.detector import PlateBatch
+    from worker.views import DETECTOR_VIEWS, combine
+
+    reader = PlateReader(bundled_model, reader="detector")
+    assert reader.views == DETECTOR_VIEWS
+    crops = [cv2.imread(str(f)) for f in sorted(_samples().glob("*.jpg"))[:3]]
+    batch = reader.preprocess(crops)
+    together = reader.detect(batch)
+    alone = PlateReader(bundled_model, reader="fused")  # one view, the crop as it is
+    per_view = [
+        _one_view(alone, view, crops, reader.detect_confidence()) for view in DETECTOR_VIEWS
+    ]
+    for i, found in enumerate(together):
+        expected = combine([views[i] for views in per_view])
+        assert np.allclose(found.xyxy, expected.xyxy, atol=1e-3)
+        assert np.allclose(found.class_scores, expected.class_scores, atol=1e-4)
+    with pytest.raises(ValueError, match="crops"):
+        reader.detect(PlateBatch(pixels=batch.pixels, shapes=batch.shapes))
+
+
+def _samples() -> Path:
+    from plate_ocr.demo import sample_dir
+
+    return sample_dir()
+
+
+def _one_view(reader: PlateReader, view: "View", crops: list[np.ndarray], floor: float) -> list:
+    found = reader.detect(reader.preprocess([view.apply(c) for c in crops]), confidence=floor)
+    return [view.to_crop(f, c.shape[:2]) for f, c in zip(found, crops, strict=True)]

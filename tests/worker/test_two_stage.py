@@ -105,3 +105,15 @@ def test_the_detector_reads_a_character_no_single_box_of_it_passes() -> None:
         [crop], [_split_w()], confidence=0.25
     )
     assert result.text == "DSW"
+
+
+def test_only_the_detectors_own_reading_looks_at_several_views() -> None:
+    from worker.recogniser import LineRecogniser
+    from worker.views import IDENTITY, View
+
+    calibration = Calibration(models={}, views=(IDENTITY, View(stretch=1.4)))
+    assert ReadingSteps("detector", calibration=calibration).views == calibration.views
+    assert ReadingSteps("detector", calibration=calibration, naive=True).views == (IDENTITY,)
+    recogniser = LineRecogniser.__new__(LineRecogniser)  # never called: views only
+    fused = ReadingSteps("fused", recogniser=recogniser, calibration=calibration)
+    assert fused.views == (IDENTITY,)
