@@ -50,6 +50,9 @@ Settings come from PLATE_OCR_* environment variables (PLATE_OCR_REDIS_URL, PLATE
 `plate-ocr COMMAND --help` lists a command's own options."""
 
 
+_CALIBRATION_HELP = "the detector's calibration file (default: the bundled one, bundled model only)"
+
+
 def _add_global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
     """The flags every command takes. On sub-commands their default is SUPPRESS, so that a flag
     given before the command is not overwritten by the sub-command's own (absent) copy."""
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--conf", type=float, default=None, help="confidence threshold (0.25)")
     p.add_argument("--model", type=Path, default=None, help="weights (default: bundled)")
+    p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument("--device", default=None, help="cpu (default) or cuda:N")
     p.add_argument("--json", action="store_true", help="print the seed-compatible dict")
     p.add_argument(
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", dest="model_path", type=Path, default=None, help="weights (default: bundled)"
     )
+    p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument(
         "--backend",
         default=None,
@@ -208,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure a model on labelled crops (DIR/labels.csv)")
     p.add_argument("dir", type=Path)
     p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--imgsz", type=int, default=None)
@@ -244,25 +250,37 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(os.environ, **overrides)
 
 
+def _reader_settings(
+    args: argparse.Namespace, *, model_path: Path | None, **extra: Any
+) -> Settings:
+    """The settings of a command that reads plates: its weights, calibration, reader, device."""
+    return _settings(
+        args,
+        device=args.device,
+        model_path=model_path,
+        calibration_path=args.calibration,
+        reader=args.reader,
+        **extra,
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "read":
         from worker.compat import run_read
 
-        settings = _settings(args, device=args.device, model_path=args.model, reader=args.reader)
+        settings = _reader_settings(args, model_path=args.model)
         conf = args.conf if args.conf is not None else settings.confidence
         return run_read(settings, args.images, confidence=conf, as_json=args.json)
     if cmd == "worker":
         from worker.cli import run_worker
 
-        settings = _settings(
+        settings = _reader_settings(
             args,
-            device=args.device,
+            model_path=args.model_path,
             batch_size=args.batch_size,
             max_wait_ms=args.max_wait_ms,
-            model_path=args.model_path,
             backend=args.backend,
-            reader=args.reader,
             metrics_port=args.metrics_port,
         )
         return run_worker(
@@ -318,7 +336,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "eval":
         from training.evaluate import run_eval
 
-        settings = _settings(args, device=args.device, model_path=args.model, reader=args.reader)
+        settings = _reader_settings(args, model_path=args.model)
         return run_eval(
             settings,
             args.dir,

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
 
     # Model and device.
     model_path: Path | None = Field(default=None, description="None: the bundled model")
+    # The detector's calibration (worker.calibration): None, the bundled file, which applies to the
+    # bundled detector only; for other weights, the file `python -m training.calibrate` fitted.
+    calibration_path: Path | None = Field(
+        default=None, description="None: the bundled calibration (bundled detector only)"
+    )
     device: str = "cpu"
     confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
     # fused: the detector locates the serial, PP-OCR's line recogniser reads it, both fused

@@ -170,3 +170,24 @@ def test_gpu_sh_lists_what_its_deadline_left_out(tiny_model: Path, tmp_path: Pat
     report = json.loads(out.read_text())
     assert report["raw"] == [] and report["end_to_end"] == []
     assert report["skipped"] == ["raw torch", "bookkeeping", "end to end, 1 process(es)"]
+
+
+def test_the_views_bench_scores_each_set_of_views() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "views.py"),
+            str(REPO / "plate_ocr" / "samples"),
+            *("1x0", "1x0+1.4x0.04", "1x0+2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("12 plates from"), done.stdout
+    assert [line.split()[0] for line in lines[1:]] == ["1x0", "1x0+1.4x0.04"]
+    assert all(line.endswith("%") for line in lines[1:])
+    # The malformed third set stops the run with a message naming it.
+    assert done.returncode != 0 and "bad view set '1x0+2'" in done.stderr

@@ -24,11 +24,13 @@ def test_from_env_reads_only_prefixed_variables_and_casts_them() -> None:
             "PLATE_OCR_BATCH_SIZE": "64",
             "PLATE_OCR_CONFIDENCE": "0.4",
             "PLATE_OCR_MODEL_PATH": "/models/chars.pt",
+            "PLATE_OCR_CALIBRATION_PATH": "/models/chars-calibration.json",
             "REDIS_URL": "redis://elsewhere:6379/0",  # not ours: ignored
         }
     )
     assert (settings.queue, settings.batch_size, settings.confidence) == ("night-plates", 64, 0.4)
     assert settings.model_path == Path("/models/chars.pt")
+    assert settings.calibration_path == Path("/models/chars-calibration.json")
     assert settings.redis_url == Settings().redis_url
 
 

@@ -45,9 +45,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLASS_BIAS_L2",
+    "DetectorFit",
     "cross_validated",
     "detector_corrections",
     "fit_class_bias",
+    "fit_detector_cross_validated",
     "label_targets",
     "main",
 ]
@@ -194,11 +196,22 @@ def detector_corrections(
     return _fit_detector(_samples_under(views, rows, settings), views)
 
 
-def _fit_detector_cross_validated(
+@dataclass(frozen=True, slots=True)
+class DetectorFit:
+    """The detector's corrections fitted on all plates (`corrections`); the detector alone's
+    exact-match rate with each fold read by corrections fitted on the other folds (`exact`);
+    and how many of its confident boxes (`boxes`) were not serial characters (`extra`)."""
+
+    corrections: Calibration
+    exact: float
+    extra: int
+    boxes: int
+
+
+def fit_detector_cross_validated(
     rows: Sequence[LabelRow], settings: Settings, views: tuple[View, ...]
-) -> Calibration:
-    """The detector's corrections fitted on all plates, after printing the detector alone's
-    exact-match rate with each fold read by corrections fitted on the other folds."""
+) -> DetectorFit:
+    """Fit the detector's corrections for `views` on `rows`, 5-fold cross-validated."""
     from worker.engine import PlateReader
 
     samples = _samples_under(views, rows, settings)
@@ -212,14 +225,12 @@ def _fit_detector_cross_validated(
         right += sum(
             normalise(r.text) == normalise(o.text) for r, o in zip(test, results, strict=True)
         )
-    extra = sum(int((~s.serial).sum()) for s in samples)
-    boxes = sum(len(s.serial) for s in samples)
-    print(f"presence: {extra} of {boxes} confident boxes are not serial characters")
-    print(
-        f"detector alone ({len(views)} views), its corrections cross-validated: "
-        f"{right / len(rows):.1%} exact"
+    return DetectorFit(
+        corrections=_fit_detector(samples, views),
+        exact=right / len(rows),
+        extra=sum(int((~s.serial).sum()) for s in samples),
+        boxes=sum(len(s.serial) for s in samples),
     )
-    return _fit_detector(samples, views)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,7 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = load_labels(args.dir)
     settings = Settings(model_path=args.model)
     views = (IDENTITY,) if args.single_view else DETECTOR_VIEWS
-    corrections = _fit_detector_cross_validated(rows, settings, views)
+    fit = fit_detector_cross_validated(rows, settings, views)
+    print(f"presence: {fit.extra} of {fit.boxes} confident boxes are not serial characters")
+    print(
+        f"detector alone ({len(views)} views), its corrections cross-validated: "
+        f"{fit.exact:.1%} exact"
+    )
+    corrections = fit.corrections
     assert corrections.presence is not None and corrections.class_bias is not None
     fitted: dict[str, dict[str, object]] = {}
     for kind in ("fused", "detector"):

@@ -10,8 +10,11 @@
 # SEED (8), SUPPLEMENTS (space-separated folders of real crops with YOLO labels, each with
 # images/ and labels/, oversampled 4x; default: those of shared/ that exist in the checkout),
 # WHEELS (a folder of wheels to install first, default .whl: ultralytics and what the project
-# needs that the machine lacks). Nothing is downloaded. Evaluate the result on the real dev set
-# back on the CPU: plate-ocr eval DEV --model $OUT/plate_ocr_yolo11n.pt --reader detector.
+# needs that the machine lacks). Nothing is downloaded. Back on the CPU, fit the new weights'
+# calibration on the real dev set (it prints the detector alone's exact match, cross-validated,
+# and the fused reader's), then evaluate with it:
+#   python -m training.calibrate DEV --model $OUT/plate_ocr_yolo11n.pt --out $OUT/calibration.json
+#   plate-ocr eval DEV --model $OUT/plate_ocr_yolo11n.pt --calibration $OUT/calibration.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export YOLO_OFFLINE=1 PYTHONUNBUFFERED=1

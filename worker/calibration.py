@@ -106,6 +106,10 @@ class Calibration:
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Calibration":
+        """The calibration in `path`; None: the bundled file, or none where it is missing.
+        Raises ModelError for a given path that is missing and for a malformed file."""
+        if path is not None and not path.is_file():
+            raise ModelError(f"no calibration file at {path}")
         path = path if path is not None else bundled_calibration_path()
         if not path.is_file():
             return cls(models={})

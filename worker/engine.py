@@ -135,13 +135,16 @@ class PlateReader:
             if reader == "fused"
             else None
         )
+        if calibration is None:
+            calibration = Calibration.load_for(self.model_info.sha256)
+        elif calibration.detector_sha256 not in (None, self.model_info.sha256):
+            raise ConfigError(
+                f"the calibration was fitted for detector {calibration.detector_sha256[:12]}, "
+                f"not these weights ({self.model_info.sha256[:12]}): fit one for them with "
+                "python -m training.calibrate DIR --model WEIGHTS"
+            )
         self._steps = ReadingSteps(
-            reader,
-            recogniser=self.recogniser,
-            calibration=calibration
-            if calibration is not None
-            else Calibration.load_for(self.model_info.sha256),
-            naive=naive,
+            reader, recogniser=self.recogniser, calibration=calibration, naive=naive
         )
         self.max_batch = max_batch
         self.max_image_bytes = max_image_bytes
@@ -159,7 +162,8 @@ class PlateReader:
         reader: ReaderKind | None = None,
         calibration: Calibration | None = None,
     ) -> "PlateReader":
-        """A reader configured from the settings; `imgsz` and `reader` override theirs."""
+        """A reader configured from the settings; `imgsz`, `reader` and `calibration` override
+        theirs."""
         return cls(
             settings.model_path,
             device=settings.device,
@@ -173,7 +177,9 @@ class PlateReader:
             max_image_pixels=settings.max_image_pixels,
             threads=settings.threads or default_threads(),
             spinning=settings.ort_spinning,
-            calibration=calibration,
+            calibration=calibration
+            if calibration is not None or settings.calibration_path is None
+            else Calibration.load(settings.calibration_path),
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:

@@ -11,8 +11,8 @@ Two things vary, each for a reason found on real plates:
     stretch  the crop's width scale. The detector learnt its glyphs on synthetic plates drawn
              in fonts a little wider than real plate dies; stretched 1.3-1.4x, real crops read
              better (one view on the real dev set, 5-fold cross-validated corrections:
-             1.0 / 1.1 / 1.2 / 1.3 / 1.4 / 1.5 / 1.7 read 74.0 / 75.0 / 75.1 / 75.7 / 75.7 /
-             75.4 / 73.8% exactly).
+             1.0 / 1.1 / 1.2 / 1.3 / 1.4 / 1.5 / 1.7 read 74.0 / 75.0 / 75.1 / 75.6 / 75.7 /
+             75.4 / 73.8% exactly; bench/views.py).
     margin   edge-replicated border, as a fraction of the width on each side (1.5 times that
              fraction of the height above and below): the detector-like margins it was trained
              with, and a different place for every character on the input grid.
@@ -84,9 +84,9 @@ class View:
 
 
 IDENTITY: Final = View()
-# Picked on the real dev set, 5-fold cross-validated corrections: one view 74.0%; these four
-# 80.9%; stretch 1.3 instead of 1.4 80.2%; six views (1.0 / 1.2 / 1.4, each with and without
-# the margin) 80.6%.
+# Picked on the real dev set, 5-fold cross-validated corrections (bench/views.py): one view
+# 74.0%; these four 80.6%; stretch 1.3 instead of 1.4 80.2%; six views (1.0 / 1.2 / 1.4, each
+# with and without the margin) about the same.
 DETECTOR_VIEWS: Final = (IDENTITY, View(stretch=1.4), View(margin=0.04), View(1.4, 0.04))
 
 

@@ -207,3 +207,28 @@ def _samples() -> Path:
 def _one_view(reader: PlateReader, view: "View", crops: list[np.ndarray], floor: float) -> list:
     found = reader.detect(reader.preprocess([view.apply(c) for c in crops]), confidence=floor)
     return [view.to_crop(f, c.shape[:2]) for f, c in zip(found, crops, strict=True)]
+
+
+def test_a_calibration_file_for_these_weights_is_read_and_one_for_others_refused(
+    sevens_model_path: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from plate_ocr.errors import ConfigError
+    from plate_ocr.settings import Settings
+    from worker.views import IDENTITY, View
+
+    sha = hashlib.sha256(sevens_model_path.read_bytes()).hexdigest()
+    path = tmp_path / "calibration.json"
+    views = [{"stretch": 1.0, "margin": 0.0}, {"stretch": 1.4, "margin": 0.0}]
+    path.write_text(json.dumps({"readers": {}, "detector_views": views, "detector_sha256": sha}))
+    settings = Settings(model_path=sevens_model_path, imgsz=128, calibration_path=path)
+    reader = PlateReader.from_settings(settings, reader="detector")
+    assert reader.views == (IDENTITY, View(stretch=1.4))
+    assert all(0 <= c.box[0] < c.box[2] <= 160 for c in reader.read(_plate()).characters)
+
+    path.write_text(json.dumps({"readers": {}, "detector_sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match="fitted for detector 000000000000, not these weights"):
+        PlateReader.from_settings(settings, reader="detector")
+    with pytest.raises(ModelError, match="no calibration file"):
+        PlateReader.from_settings(settings.model_copy(update={"calibration_path": tmp_path / "x"}))
