@@ -39,7 +39,7 @@ from worker.image import BgrImage, decode_image, ensure_bgr, load_path
 from worker.postprocess import OcrResult
 from worker.recogniser import LineRecogniser
 from worker.two_stage import READERS, ReaderKind, ReadingSteps
-from worker.views import IDENTITY, View, combine
+from worker.views import IDENTITY, View, detect_in_views
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -276,16 +276,9 @@ class PlateReader:
             return self._detect(batch, confidence)
         if len(batch.crops) != len(batch):
             raise ValueError("reading in several views needs the batch's crops (use preprocess)")
-        # All views in one batch: on a GPU they cost about one view's time.
-        shown = self.preprocess([view.apply(crop) for view in views for crop in batch.crops])
-        found = self._detect(shown, confidence)
-        n = len(batch)
-        return [
-            combine(
-                [view.to_crop(found[k * n + i], crop.shape[:2]) for k, view in enumerate(views)]
-            )
-            for i, crop in enumerate(batch.crops)
-        ]
+        return detect_in_views(
+            views, batch.crops, lambda shown: self._detect(self.preprocess(shown), confidence)
+        )
 
     def _detect(self, batch: PlateBatch, confidence: float) -> list[Detections]:
         found: list[Detections] = []
