@@ -144,16 +144,21 @@ class Calibration:
         views would misread them, and a confidence fitted on another model is not a
         probability."""
         calibration = cls.load(path)
-        if calibration.detector_sha256 in (None, sha256):
+        if calibration.fits(sha256):
             return calibration
         log.warning(
             "calibration %s was fitted for detector %s, not these weights (%s): reading "
             "uncalibrated (raw confidence, one view); fit one with python -m training.calibrate",
             path or bundled_calibration_path(),
-            calibration.detector_sha256[:12],
+            str(calibration.detector_sha256)[:12],
             sha256[:12],
         )
         return cls(models={})
+
+    def fits(self, sha256: str) -> bool:
+        """Whether this calibration may read the weights with this sha256: fitted for them,
+        or not recorded for any."""
+        return self.detector_sha256 in (None, sha256)
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:

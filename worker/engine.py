@@ -137,9 +137,9 @@ class PlateReader:
         )
         if calibration is None:
             calibration = Calibration.load_for(self.model_info.sha256)
-        elif calibration.detector_sha256 not in (None, self.model_info.sha256):
+        elif not calibration.fits(self.model_info.sha256):
             raise ConfigError(
-                f"the calibration was fitted for detector {calibration.detector_sha256[:12]}, "
+                f"the calibration was fitted for detector {str(calibration.detector_sha256)[:12]}, "
                 f"not these weights ({self.model_info.sha256[:12]}): fit one for them with "
                 "python -m training.calibrate DIR --model WEIGHTS"
             )
@@ -164,6 +164,8 @@ class PlateReader:
     ) -> "PlateReader":
         """A reader configured from the settings; `imgsz`, `reader` and `calibration` override
         theirs."""
+        if calibration is None and settings.calibration_path is not None:
+            calibration = Calibration.load(settings.calibration_path)
         return cls(
             settings.model_path,
             device=settings.device,
@@ -177,9 +179,7 @@ class PlateReader:
             max_image_pixels=settings.max_image_pixels,
             threads=settings.threads or default_threads(),
             spinning=settings.ort_spinning,
-            calibration=calibration
-            if calibration is not None or settings.calibration_path is None
-            else Calibration.load(settings.calibration_path),
+            calibration=calibration,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:
