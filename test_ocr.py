@@ -3,7 +3,7 @@
     python test_ocr.py plate_crop.jpg [confidence]
     from test_ocr import read_plate
 
-Everything lives in `worker.compat`; `plate-ocr read` is the maintained command.
+Everything lives in `reader.compat`; `plate-ocr read` is the maintained command.
 """
 
 import os
@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported: never download
 
-from worker.compat import read_plate, seed_main
+from reader.compat import read_plate, seed_main
 
 __all__ = ["read_plate"]
 

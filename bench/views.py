@@ -1,4 +1,4 @@
-"""The detector alone under sets of test-time views, on a labelled folder (worker.views).
+"""The detector alone under sets of test-time views, on a labelled folder (reader.views).
 
     python bench/views.py ../shared/data/real_us_dev [--limit N] [SET ...]
 
@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from plate_ocr.settings import Settings  # noqa: E402
+from reader.views import View  # noqa: E402
 from training.calibrate import fit_detector_cross_validated  # noqa: E402
 from training.evaluate import load_labels  # noqa: E402
-from worker.views import View  # noqa: E402
 
 DEFAULT_SETS = ("1x0", "1.4x0", "1x0+1.4x0+1x0.04+1.4x0.04")
 

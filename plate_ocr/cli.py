@@ -29,7 +29,9 @@ _DIST_NAME = "plate-ocr-stream"
 # Sub-commands that run the model: on a light install (`pip install -e .`) they need the extra.
 _MODEL_COMMANDS = frozenset({"read", "worker", "demo", "eval"})
 # Our own packages: a ModuleNotFoundError naming one of them is a bug, not a missing extra.
-_OWN_PACKAGES = frozenset({"plate_ocr", "schemas", "producer", "worker"})
+_OWN_PACKAGES = frozenset(
+    {"plate_ocr", "schemas", "producer", "reader", "worker", "consumers", "training"}
+)
 
 
 _DESCRIPTION = """\
@@ -267,7 +269,7 @@ def _reader_settings(
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "read":
-        from worker.compat import run_read
+        from reader.compat import run_read
 
         settings = _reader_settings(args, model_path=args.model)
         conf = args.conf if args.conf is not None else settings.confidence
@@ -330,7 +332,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(os.environ, count=args.count, dashboard=args.dashboard, port=args.port)
     if cmd == "dashboard":
-        from plate_ocr.dashboard.server import run_dashboard
+        from consumers.dashboard.server import run_dashboard
 
         return run_dashboard(_settings(args), host=args.host, port=args.port)
     if cmd == "eval":
@@ -353,7 +355,7 @@ def _stream_consumer(args: argparse.Namespace) -> int:
     """`plate-ocr events` and `plate-ocr mqtt`: consumer groups on the results stream, run the
     same way (a named consumer, from the start or not, until stopped or, with --burst, drained)."""
     if args.command == "events":
-        from plate_ocr.consolidator import run_events as run
+        from consumers.events.consolidator import run_events as run
 
         overrides = {
             "events_idle_timeout_s": args.idle_timeout_s,
@@ -361,7 +363,7 @@ def _stream_consumer(args: argparse.Namespace) -> int:
             "events_single_reads": args.single_reads,
         }
     else:
-        from plate_ocr.mqtt import run_mqtt as run
+        from consumers.mqtt.bridge import run_mqtt as run
 
         overrides = {
             "mqtt_host": args.host,
@@ -379,7 +381,7 @@ def _stream_consumer(args: argparse.Namespace) -> int:
 
 def _training_tool(command: str, argv: Sequence[str]) -> int:
     if command == "train":  # the light install has no torch: say so in one line
-        from worker.detector import require_torch
+        from reader.detector import require_torch
 
         require_torch("plate-ocr train")
     from training import synth, train

@@ -25,7 +25,7 @@ from plate_ocr.settings import ENV_PREFIX, Settings
 from plate_ocr.stream import ReadingStream
 
 if TYPE_CHECKING:
-    from plate_ocr.dashboard.server import DashboardThread
+    from consumers.dashboard.server import DashboardThread
     from producer import PlateProducer
     from schemas import PlateReading
 
@@ -77,8 +77,8 @@ def run_demo(
     """The demo. `dashboard`: serve it on `port` and keep enqueueing for `keep_going_s` seconds
     (None: until Ctrl-C)."""
     from producer import PlateProducer
+    from reader.engine import PlateReader
     from worker.batch_worker import BatchWorker
-    from worker.engine import PlateReader
 
     samples = _samples(count)
     with _redis_url(environ) as url:
@@ -137,7 +137,7 @@ def _dashboard(
 ) -> "AbstractContextManager[DashboardThread | None]":
     if not wanted:
         return nullcontext()
-    from plate_ocr.dashboard.server import DashboardThread
+    from consumers.dashboard.server import DashboardThread
 
     return DashboardThread(settings, port=settings.dashboard_port if port is None else port)
 

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     # Model and device.
     model_path: Path | None = Field(default=None, description="None: the bundled model")
-    # The detector's calibration (worker.calibration): None, the bundled file, which applies to the
+    # The detector's calibration (reader.calibration): None, the bundled file, which applies to the
     # bundled detector only; for other weights, the file `python -m training.calibrate` fitted.
     calibration_path: Path | None = Field(
         default=None, description="None: the bundled calibration (bundled detector only)"
@@ -55,12 +55,12 @@ class Settings(BaseSettings):
     device: str = "cpu"
     confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
     # fused: the detector locates the serial, PP-OCR's line recogniser reads it, both fused
-    # (worker.two_stage); detector: the character detector alone (one model).
+    # (reader.two_stage); detector: the character detector alone (one model).
     reader: Literal["fused", "detector"] = "fused"
     imgsz: int = Field(default=256, ge=32, le=2048)
-    # The runtime (worker.detector.choose_backend). auto: the shipped ONNX on ONNX Runtime
+    # The runtime (reader.detector.choose_backend). auto: the shipped ONNX on ONNX Runtime
     # (onnxruntime, no torch) for the bundled model or an .onnx file on the CPU; torch for other
-    # .pt weights or CUDA. torch|onnx|openvino|engine (worker.backends) need the [gpu] extra.
+    # .pt weights or CUDA. torch|onnx|openvino|engine (reader.backends) need the [gpu] extra.
     backend: str = Field(default="auto", pattern=r"^(auto|onnxruntime|torch|onnx|openvino|engine)$")
 
     # Batching.
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Threads decoding a batch's images beside the prefetch thread; None: one per two CPUs (so
     # none on a 2-core box, where they would only take cores from the model), at most 4.
     decode_threads: int | None = Field(default=None, ge=0, le=64)
-    # ONNX Runtime's intra-op threads per session (None: half the CPUs, worker.engine.
+    # ONNX Runtime's intra-op threads per session (None: half the CPUs, reader.engine.
     # default_threads, measured). Spinning off: a worker's two sessions run one after the other
     # beside the prefetch thread, and idle threads that spin take the cores those need.
     threads: int | None = Field(default=None, ge=1, le=256)

@@ -97,7 +97,7 @@ class PlateReading(_Frozen):
     """What the worker read from one crop (or why it could not).
 
     `confidence` is the plate-level confidence, calibrated: an estimate of the probability that
-    the whole text is exactly right (worker.calibration); 0.0 when nothing was read.
+    the whole text is exactly right (reader.calibration); 0.0 when nothing was read.
     `candidates` are the top plate strings with their probabilities, best first (the first is
     `text`). `rows` is 1 or 2 for a plate with characters and 0 when nothing was read.
     `model` is the character detector; `recogniser` the line recogniser that read the serial

@@ -10,6 +10,7 @@ Tests that use it are marked `@pytest.mark.redis`.
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import fakeredis
@@ -122,3 +123,14 @@ def publish(settings: Settings) -> Publish:
         return cast(bytes, entry_id)
 
     return publish_reading
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Path:
+    """The real weights the lead ships in reader/models/; tests using them skip without them."""
+    from reader.engine import bundled_model_path
+
+    path = bundled_model_path()
+    if not path.is_file():
+        pytest.skip(f"no bundled weights at {path}")
+    return path

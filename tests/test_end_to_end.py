@@ -12,9 +12,9 @@ from plate_ocr.demo import run_demo, sample_dir
 from plate_ocr.settings import Settings
 from plate_ocr.stream import ReadingStream
 from producer import PlateProducer
+from reader.engine import PlateReader, bundled_model_path
 from schemas import PlateReading
 from worker.batch_worker import BatchWorker
-from worker.engine import PlateReader, bundled_model_path
 
 MakeReading = Callable[..., PlateReading]
 Publish = Callable[[redis.Redis, PlateReading], bytes]

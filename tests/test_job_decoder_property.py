@@ -19,8 +19,8 @@ from plate_ocr.constants import JOB_FUNC_NAME
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
 from producer import encode_png
+from reader.image import decode_image
 from schemas import PlateJob
-from worker.image import decode_image
 from worker.intake import admit
 from worker.ledger import Taken
 

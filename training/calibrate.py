@@ -1,17 +1,17 @@
-"""Fit the plate-confidence calibration (`worker/models/calibration.json`) on a labelled folder.
+"""Fit the plate-confidence calibration (`reader/models/calibration.json`) on a labelled folder.
 
-    python -m training.calibrate ../shared/data/real_us_dev [--out worker/models/calibration.json]
+    python -m training.calibrate ../shared/data/real_us_dev [--out reader/models/calibration.json]
 
 First fits the detector's own corrections: each confident box the detector reads is paired with
 a label character or found extra by aligning its reading with the plate's label; a logistic
-presence model of its features (worker.presence) and a class bias over its class scores
-(worker.calibration) are fitted on those pairs, and the detector alone's exact-match rate is
+presence model of its features (reader.presence) and a class bias over its class scores
+(reader.calibration) are fitted on those pairs, and the detector alone's exact-match rate is
 printed with both fitted 5-fold cross-validated. The boxes are those the detector finds under
-its test-time views (worker.views.DETECTOR_VIEWS; `--single-view` for the crop as it is), and
+its test-time views (reader.views.DETECTOR_VIEWS; `--single-view` for the crop as it is), and
 the file names the views: the corrections hold for them only.
 
 Then reads every plate with each reader (fused and detector, with those corrections), fits a
-logistic model of "read exactly right" on the reading's features (worker.calibration), and
+logistic model of "read exactly right" on the reading's features (reader.calibration), and
 prints, for each reader, the reliability table and precision at 50/70/90% coverage from 5-fold
 cross-validation: each plate's confidence then comes from a fit that did not see it, so the
 figures are honest about plates outside the set. The file written is the fit on all plates.
@@ -30,18 +30,18 @@ import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.settings import Settings
+from reader.calibration import FEATURES, Calibration, bundled_calibration_path, fit_logistic
+from reader.detections import Detections
+from reader.image import decode_image, load_path
+from reader.postprocess import OcrResult
+from reader.presence import PRESENCE_FEATURES, PresenceModel, presence_features
+from reader.two_stage import detector_characters
+from reader.views import DETECTOR_VIEWS, IDENTITY, View
 from training.evaluate import LabelRow, alignment, load_labels, normalise
 from training.reliability import Reliability
-from worker.calibration import FEATURES, Calibration, bundled_calibration_path, fit_logistic
-from worker.detections import Detections
-from worker.image import decode_image, load_path
-from worker.postprocess import OcrResult
-from worker.presence import PRESENCE_FEATURES, PresenceModel, presence_features
-from worker.two_stage import detector_characters
-from worker.views import DETECTOR_VIEWS, IDENTITY, View
 
 if TYPE_CHECKING:
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
 __all__ = [
     "CLASS_BIAS_L2",
@@ -181,7 +181,7 @@ def _fit_detector(samples: Sequence[_BoxSamples], views: tuple[View, ...]) -> Ca
 def _samples_under(
     views: tuple[View, ...], rows: Sequence[LabelRow], settings: Settings
 ) -> list[_BoxSamples]:
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     finder = PlateReader.from_settings(
         settings, reader="detector", calibration=Calibration(models={}, views=views)
@@ -212,7 +212,7 @@ def fit_detector_cross_validated(
     rows: Sequence[LabelRow], settings: Settings, views: tuple[View, ...]
 ) -> DetectorFit:
     """Fit the detector's corrections for `views` on `rows`, 5-fold cross-validated."""
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     samples = _samples_under(views, rows, settings)
     fold = np.random.default_rng(0).permutation(len(rows)) % _FOLDS
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     rows = load_labels(args.dir)
     settings = Settings(model_path=args.model)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from plate_ocr.errors import ConfigError, JobError
 from plate_ocr.settings import Settings
+from reader.image import decode_image, load_path
+from reader.postprocess import OcrResult
 from schemas.reading import ModelInfo
 from training.reliability import Reliability
-from worker.image import decode_image, load_path
-from worker.postprocess import OcrResult
 
 __all__ = [
     "EvalReport",
@@ -47,7 +47,7 @@ _TOP_CONFUSIONS = 10
 
 
 class Reader(Protocol):
-    """What `evaluate` needs of a reader; `worker.engine.PlateReader` is one."""
+    """What `evaluate` needs of a reader; `reader.engine.PlateReader` is one."""
 
     model_info: ModelInfo
     device: str
@@ -122,7 +122,7 @@ class EvalReport:
     confidences: list[float] = field(default_factory=list)
     correct: list[bool] = field(default_factory=list)
     reader: str = "detector"
-    views: int = 1  # how many views of each crop the detector looked at (worker.views)
+    views: int = 1  # how many views of each crop the detector looked at (reader.views)
 
     @property
     def reliability(self) -> Reliability:
@@ -302,7 +302,7 @@ def run_eval(
     json_out: Path | None,
 ) -> int:
     """`plate-ocr eval DIR`: print the score table, optionally write the report as JSON."""
-    from worker.engine import PlateReader  # torch only once there is something to read
+    from reader.engine import PlateReader  # torch only once there is something to read
 
     rows = load_labels(data_dir, limit=limit)
     reader = PlateReader.from_settings(settings, imgsz=imgsz, naive=naive)

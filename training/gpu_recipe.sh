@@ -48,7 +48,7 @@ mkdir -p "$OUT"
 echo "recipe: data ready after $(( $(date +%s) - started )) s"
 "$PYTHON" -m training.train --data "$OUT/data/data.yaml" --epochs "$EPOCHS" --imgsz "$IMGSZ" \
   --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --project "$OUT/runs" --name gpu \
-  --init-weights worker/models/plate_ocr_yolo11n.pt --lr0 0.0005 --close-mosaic 0 --warmup-epochs 0 \
+  --init-weights reader/models/plate_ocr_yolo11n.pt --lr0 0.0005 --close-mosaic 0 --warmup-epochs 0 \
   --copy-to "$OUT/plate_ocr_yolo11n.pt" 2>&1 | tail -n 20
 cp "$OUT/runs/gpu/train_settings.json" "$OUT/" 2>/dev/null || true
 rm -rf "$OUT/data"  # tens of thousands of images: nothing to bring back

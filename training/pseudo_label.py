@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
+from reader.image import decode_image, load_path
+from reader.postprocess import OcrResult
 from training.evaluate import normalise
-from worker.image import decode_image, load_path
-from worker.postprocess import OcrResult
 
 __all__ = ["PseudoLabel", "main", "pseudo_label", "yolo_lines"]
 
@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reader", choices=("fused", "detector"), default="fused")
     args = parser.parse_args(argv)
 
+    from reader.engine import PlateReader
     from training.rapidocr_reader import rapidocr_reader
-    from worker.engine import PlateReader
 
     reader = PlateReader(args.model, reader=args.reader)
     files = sorted(args.images.glob("*.jpg"))

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from reader.postprocess import order_characters
 from training.evaluate import align, normalise
-from worker.postprocess import order_characters
 
 
 def normalize(text: str) -> str:

@@ -1,7 +1,8 @@
-"""The worker side: reads plate crops with the YOLO character model.
+"""The queue runtime: batching workers that take plate jobs from Redis and publish readings.
 
-`import worker` stays cheap: `PlateReader` and `read_plate` load torch and ultralytics only
-when first touched.
+The reading itself lives in `reader`. `from worker import PlateReader, read_plate` keeps working
+for code written before the engine had its own package: both are re-exported from `reader`, and
+loaded only when first touched, so `import worker` stays cheap.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -9,17 +10,12 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["PlateReader", "read_plate"]
 
 if TYPE_CHECKING:
-    from worker.compat import read_plate
-    from worker.engine import PlateReader
+    from reader import PlateReader, read_plate
 
 
 def __getattr__(name: str) -> Any:
-    if name == "PlateReader":
-        from worker.engine import PlateReader
+    if name in __all__:
+        import reader
 
-        return PlateReader
-    if name == "read_plate":
-        from worker.compat import read_plate
-
-        return read_plate
+        return getattr(reader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

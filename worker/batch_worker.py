@@ -37,8 +37,8 @@ from plate_ocr.connection import (
 from plate_ocr.constants import WORKER_HEARTBEAT_INTERVAL_S
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
+from reader.image import decode_image
 from schemas import ErrorCode, PlateJob
-from worker.image import decode_image
 from worker.inference import Reader, read_each
 from worker.intake import Envelope, admit, envelope_of, load_images
 from worker.ledger import Ledger, Outcome, Taken

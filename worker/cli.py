@@ -35,8 +35,8 @@ def run_worker(
 
 def _run_one(settings: Settings, *, burst: bool) -> int:
     # Heavy imports here, not at module level: `plate-ocr --help` must stay instant.
+    from reader.engine import PlateReader
     from worker.batch_worker import BatchWorker
-    from worker.engine import PlateReader
     from worker.metrics import WorkerMetrics
     from worker.probes import ProbeServer
 

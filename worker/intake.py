@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from plate_ocr.constants import JOB_FUNC_NAME
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
+from reader.image import load_file_ref
 from schemas import ErrorCode, PlateJob
-from worker.image import load_file_ref
 from worker.ledger import Taken
 
 __all__ = ["Envelope", "admit", "decode_payload", "envelope_of", "load_images"]

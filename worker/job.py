@@ -20,7 +20,7 @@ def read_plate_job(job: dict[str, Any]) -> dict[str, Any]:
 
     Inline images only; references need the worker's settings (allowed roots, Redis).
     """
-    from worker.compat import read_plate_bytes
+    from reader.compat import read_plate_bytes
 
     try:
         plate_job = PlateJob.model_validate(job)

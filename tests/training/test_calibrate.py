@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from plate_ocr.constants import CLASS_NAMES
+from reader.calibration import FEATURES, Calibration
 from training.calibrate import cross_validated, fit_class_bias, label_targets, main
-from worker.calibration import FEATURES, Calibration
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import pytest
 
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
+from reader.postprocess import OcrResult
 from schemas.reading import ModelInfo
 from training.evaluate import align, evaluate, load_labels, normalise, run_eval
-from worker.postprocess import OcrResult
 
 # label, source, flag, what the fake reader answers (None: the image file is garbage)
 CASES: list[tuple[str, str, str, str | None]] = [
@@ -156,7 +156,7 @@ def test_run_eval_prints_the_table_and_writes_json(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from worker.engine import PlateReader
+    from reader.engine import PlateReader
 
     built: list[dict[str, object]] = []
 

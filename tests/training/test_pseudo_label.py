@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 
 from plate_ocr.constants import CLASS_NAMES
+from reader.postprocess import OcrResult
 from schemas.reading import CharacterReading
 from training.pseudo_label import pseudo_label, yolo_lines
-from worker.postprocess import OcrResult
 
 
 def _result(text: str, *, rows: int = 1) -> OcrResult:

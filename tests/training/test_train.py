@@ -79,7 +79,7 @@ def test_synth_then_one_epoch(
     assert tiny_train(name="tiny", resume=True, init_weights=None).is_file()
     # Fine-tuning starts from the init weights, not from a fresh model: at a negligible learning
     # rate the result keeps the bundled weights' convolutions.
-    bundled = Path(__file__).resolve().parents[2] / "worker" / "models" / "plate_ocr_yolo11n.pt"
+    bundled = Path(__file__).resolve().parents[2] / "reader" / "models" / "plate_ocr_yolo11n.pt"
     tuned = tiny_train(
         name="tuned",
         resume=False,

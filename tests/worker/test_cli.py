@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from plate_ocr.settings import Settings
 from producer import PlateProducer
+from reader.detector import LIGHT_BACKEND
 from worker.cli import _pinned
-from worker.detector import LIGHT_BACKEND
 
 SAMPLES = Path(__file__).resolve().parents[2] / "plate_ocr" / "samples"
 

@@ -1,0 +1,346 @@
+"""`PlateReader`: the YOLO character detector, loaded and warmed up once, reading batches.
+
+The ultralytics predictor pattern without its file and display I/O, split in two so a worker can
+overlap them: `preprocess` letterboxes decoded crops into one batch (pure, thread-safe, no
+model), `infer` runs the stages on it: `detect` (the swappable runtime, a reader.detector
+`Detector`: ONNX Runtime or torch, NMS included) gives `Detections` per crop, then the reading
+steps (`postprocess` ordering) make one reading of each. `read_arrays` is both.
+
+Every crop is letterboxed to ONE plate-shaped input, `input_hw` (by default half as tall as
+`imgsz` is wide, rounded up to the stride: 128x256 for imgsz 256), not to a square: a US plate
+is about 2:1, so a square input is half padding and costs twice the compute for nothing. Boxes
+come back in crop pixels whatever the input shape, exactly as ultralytics' own `predict` with
+`imgsz=[h, w]` gives them (same letterbox, same NMS, same box scaling). On 300 real dev plates
+(epoch-3 weights) 128x256 read 30.7% exactly (CER 18.4%) against 28.7% (18.5%) for the 256x256
+square, at 2.3x the plates/s.
+"""
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from plate_ocr.constants import DEFAULT_CONFIDENCE
+from plate_ocr.errors import ConfigError
+from plate_ocr.settings import Settings
+from reader.bundle import BUNDLED_MODEL_NAME, bundled_model_path
+from reader.calibration import Calibration
+from reader.detections import Detections
+from reader.detector import LIGHT_BACKEND, Detector, PlateBatch, choose_backend, plate_input_hw
+from reader.device import resolve_device
+from reader.image import BgrImage, decode_image, ensure_bgr, load_path
+from reader.postprocess import OcrResult
+from reader.recogniser import LineRecogniser
+from reader.two_stage import READERS, ReaderKind, ReadingSteps
+from reader.views import IDENTITY, View, detect_in_views
+from schemas.reading import ModelInfo
+
+__all__ = [
+    "BUNDLED_MODEL_NAME",
+    "ImageInput",
+    "OcrResult",
+    "PlateBatch",
+    "PlateReader",
+    "bundled_model_path",
+    "plate_input_hw",
+]
+
+ImageInput = bytes | str | Path | npt.NDArray[Any]
+"""Encoded image bytes, a path to an image file, or a decoded (BGR or gray) array."""
+
+_DEFAULT_MAX_IMAGE_BYTES: Final[int] = Settings.model_fields["max_image_bytes"].default
+_DEFAULT_MAX_IMAGE_PIXELS: Final[int] = Settings.model_fields["max_image_pixels"].default
+_WARM_UP_SHAPE: Final = (64, 192, 3)  # a plate-like aspect ratio
+_PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trained with
+# The fused reader pipelines its two stages over chunks of this many crops (PlateReader.infer).
+# On the 1 513 dev plates, batches of 32, 2 cores: chunks of 4 / 8 / 16 took 8.9-9.0 /
+# 8.4-8.7 / 8.1-8.2 ms a plate.
+_PIPELINE_CHUNK: Final = 16
+
+
+class PlateReader:
+    """Reads cropped plates: a 36-class (0-9, A-Z) YOLO character detector, and by default
+    PP-OCR's line recogniser on the serial region it finds, the two fused (reader.two_stage).
+
+    `reader="detector"` reads with the detector alone (one model, as the seed did: the
+    original `usa_plate_ocr.pt` reads exactly as before, with candidates and a calibrated
+    plate confidence added).
+    `imgsz=None` uses the size the weights were trained at. `input_hw` overrides the
+    plate-shaped input derived from imgsz (`(imgsz, imgsz)` reads on the old square input).
+    `naive=True` orders characters like the seed did (left to right, no duplicate suppression,
+    no rows), for comparisons. `backend` is `auto` (reader.detector.choose_backend: the shipped
+    ONNX on ONNX Runtime for the bundled model on the CPU, else torch), `onnxruntime`, or one
+    of `reader.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
+    ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
+    `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
+    `calibration` replaces the bundled calibration file (reader.calibration), which applies only
+    to the weights it was fitted for: other weights read uncalibrated unless given their own.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        device: str = "cpu",
+        confidence: float = DEFAULT_CONFIDENCE,
+        imgsz: int | None = 256,
+        input_hw: tuple[int, int] | None = None,
+        naive: bool = False,
+        reader: ReaderKind = "fused",
+        backend: str = "auto",
+        max_batch: int = 64,
+        cache_dir: Path | None = None,
+        max_image_bytes: int = _DEFAULT_MAX_IMAGE_BYTES,
+        max_image_pixels: int = _DEFAULT_MAX_IMAGE_PIXELS,
+        threads: int | None = None,
+        spinning: bool = True,
+        calibration: Calibration | None = None,
+    ) -> None:
+        given = Path(model_path) if model_path is not None else None
+        self.device = resolve_device(device)  # before loading: a bad device fails fast
+        self.backend = choose_backend(backend, given, self.device)
+        self._detector = _load_detector(
+            self.backend,
+            given,
+            device=self.device,
+            imgsz=imgsz,
+            input_hw=input_hw,
+            max_batch=max_batch,
+            cache_dir=cache_dir,
+            threads=threads,
+            spinning=spinning,
+        )
+        self.model_path = given if given is not None else bundled_model_path()
+        self.model_info = self._detector.model_info
+        self.confidence = confidence
+        self.imgsz = self._detector.imgsz
+        self.input_hw = self._detector.input_hw
+        self.naive = naive
+        if reader not in READERS:
+            raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
+        self.reader: ReaderKind = reader
+        # Two threads for the model calls of the fused reader's two stages (`infer`); each call
+        # keeps the session's intra-op threads, so the process uses about 2 x `threads` cores.
+        self._stage_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage")
+        self.recogniser = (
+            LineRecogniser(
+                threads=threads, spinning=spinning, device=self.device, pool=self._stage_pool
+            )
+            if reader == "fused"
+            else None
+        )
+        if calibration is None:
+            calibration = Calibration.load_for(self.model_info.sha256)
+        elif not calibration.fits(self.model_info.sha256):
+            raise ConfigError(
+                f"the calibration was fitted for detector {str(calibration.detector_sha256)[:12]}, "
+                f"not these weights ({self.model_info.sha256[:12]}): fit one for them with "
+                "python -m training.calibrate DIR --model WEIGHTS"
+            )
+        self._steps = ReadingSteps(
+            reader, recogniser=self.recogniser, calibration=calibration, naive=naive
+        )
+        self.max_batch = max_batch
+        self.max_image_bytes = max_image_bytes
+        self.max_image_pixels = max_image_pixels
+        self._lock = threading.Lock()
+        self.read_arrays([np.zeros(_WARM_UP_SHAPE, dtype=np.uint8)])  # pays CUDA/JIT set-up now
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        imgsz: int | None = None,
+        naive: bool = False,
+        reader: ReaderKind | None = None,
+        calibration: Calibration | None = None,
+    ) -> "PlateReader":
+        """A reader configured from the settings; `imgsz`, `reader` and `calibration` override
+        theirs."""
+        if calibration is None and settings.calibration_path is not None:
+            calibration = Calibration.load(settings.calibration_path)
+        return cls(
+            settings.model_path,
+            device=settings.device,
+            confidence=settings.confidence,
+            imgsz=imgsz if imgsz is not None else settings.imgsz,
+            naive=naive,
+            reader=reader if reader is not None else settings.reader,
+            backend=settings.backend,
+            max_batch=settings.batch_size,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
+            threads=settings.threads or default_threads(),
+            spinning=settings.ort_spinning,
+            calibration=calibration,
+        )
+
+    def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:
+        """Read one plate crop. Raises JobError when the image cannot be loaded or decoded."""
+        return self.read_batch([image], confidence=confidence)[0]
+
+    def read_batch(
+        self, images: Sequence[ImageInput], *, confidence: float | None = None
+    ) -> list[OcrResult]:
+        """Read several crops in one model call. Raises JobError for the first bad image."""
+        return self.read_arrays([self._to_array(image) for image in images], confidence=confidence)
+
+    def read_arrays(
+        self, images: Sequence[npt.NDArray[np.uint8]], *, confidence: float | None = None
+    ) -> list[OcrResult]:
+        """The compute step: decoded BGR crops in, one reading per crop out, in order."""
+        if not images:
+            return []
+        return self.infer(self.preprocess(images), confidence=confidence)
+
+    def preprocess(self, images: Sequence[npt.NDArray[Any]]) -> PlateBatch:
+        """Letterbox decoded crops (BGR or gray) into one batch. Thread-safe; no model involved.
+
+        Same geometry as ultralytics' LetterBox (centred, grey 114, linear resize, up- or
+        down-scaled to fit), so boxes map back exactly as `predict` maps them.
+        """
+        height, width = self.input_hw
+        canvas = np.full((len(images), height, width, 3), _PAD_VALUE, dtype=np.uint8)
+        shapes, crops = [], []
+        for i, image in enumerate(images):
+            crop = ensure_bgr(image)
+            crops.append(crop)
+            h0, w0 = crop.shape[:2]
+            gain = min(height / h0, width / w0)
+            w1, h1 = max(round(w0 * gain), 1), max(round(h0 * gain), 1)
+            top, left = round((height - h1) / 2 - 0.1), round((width - w1) / 2 - 0.1)
+            if (w1, h1) != (w0, h0):
+                crop = np.asarray(cv2.resize(crop, (w1, h1), interpolation=cv2.INTER_LINEAR))
+            # RGB here, per crop, costs a tenth of flipping the whole float batch afterwards.
+            canvas[i, top : top + h1, left : left + w1] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+            shapes.append((h0, w0))
+        pixels = self._detector.to_pixels(canvas)
+        return PlateBatch(pixels=pixels, shapes=tuple(shapes), crops=tuple(crops))
+
+    def infer(self, batch: PlateBatch, *, confidence: float | None = None) -> list[OcrResult]:
+        """Run the stages on a preprocessed batch: one reading per crop, in order."""
+        if not len(batch):
+            return []
+        if self.reader == "fused" and not self.naive and len(batch.crops) != len(batch):
+            raise ValueError("the fused reader needs the batch's crops (build it with preprocess)")
+        threshold = self.confidence if confidence is None else confidence
+        detect_at = self.detect_confidence(threshold)
+        if self.reader == "detector" or self.naive or len(batch) <= _PIPELINE_CHUNK:
+            return self._steps.read(
+                batch.crops, self.detect(batch, confidence=detect_at), confidence=threshold
+            )
+        # Two stages, two threads: the detector reads the next chunk while the recogniser reads
+        # this one, its calls side by side with the detector's (ONNX Runtime and torch release
+        # the GIL). The readings are those of one pass; on 2 cores a batch of 32 took 8 ms a
+        # plate instead of 15 (bench/readers.py).
+        chunks = [batch[i : i + _PIPELINE_CHUNK] for i in range(0, len(batch), _PIPELINE_CHUNK)]
+        pending = self._stage_pool.submit(self.detect, chunks[0], confidence=detect_at)
+        results: list[OcrResult] = []
+        for i, chunk in enumerate(chunks):
+            found = pending.result()
+            if i + 1 < len(chunks):
+                pending = self._stage_pool.submit(self.detect, chunks[i + 1], confidence=detect_at)
+            results += self._steps.read(chunk.crops, found, confidence=threshold)
+        return results
+
+    @property
+    def recogniser_info(self) -> ModelInfo | None:
+        """The second stage's model (None when reading with the detector alone)."""
+        return self.recogniser.model_info if self.recogniser is not None else None
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        """The views the detector stage looks at each crop in (reader.views)."""
+        return self._steps.views
+
+    def detect_confidence(self, threshold: float | None = None) -> float:
+        """The box score the detector stage keeps down to for a reading at `threshold` (None:
+        the reader's): the reading steps look at weaker boxes than the threshold."""
+        threshold = self.confidence if threshold is None else threshold
+        return min(self._steps.detector_confidence_floor, threshold)
+
+    def detect(self, batch: PlateBatch, *, confidence: float | None = None) -> list[Detections]:
+        """The detector stage alone: one `Detections` per crop, in crop pixels, down to
+        `confidence` (None: what a reading at the reader's threshold needs). The detector's own
+        reading combines the boxes of every view of a crop (reader.views) into one set."""
+        confidence = self.detect_confidence() if confidence is None else confidence
+        views = self.views
+        if views == (IDENTITY,):
+            return self._detect(batch, confidence)
+        if len(batch.crops) != len(batch):
+            raise ValueError("reading in several views needs the batch's crops (use preprocess)")
+        return detect_in_views(
+            views, batch.crops, lambda shown: self._detect(self.preprocess(shown), confidence)
+        )
+
+    def _detect(self, batch: PlateBatch, confidence: float) -> list[Detections]:
+        found: list[Detections] = []
+        # Serialised: runtimes (ONNX Runtime sessions, exports, CUDA graphs) keep per-call state.
+        with self._lock:
+            for start in range(0, len(batch), self.max_batch):
+                found += self._detector.detect(
+                    batch[start : start + self.max_batch], confidence=confidence
+                )
+        return found
+
+    def _to_array(self, image: ImageInput) -> BgrImage:
+        if isinstance(image, np.ndarray):
+            return ensure_bgr(image)
+        if isinstance(image, str | Path):
+            image = load_path(Path(image), max_bytes=self.max_image_bytes)
+        return decode_image(
+            bytes(image), max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels
+        )
+
+
+def default_threads() -> int:
+    """ONNX Runtime's intra-op threads per session for a worker: half the CPUs this process may
+    use, at least one. Its own default (one per core) loses here: on 2 cores the model with 2
+    threads read 17.5-20.2 plates/s against 31.2-37.9 with one (bench/bench.py, loaded box),
+    because the worker's prefetch thread and Redis want a core too, and an intra-op thread that
+    is preempted stalls the others at every operator's barrier. On SMT machines half the CPUs
+    is about one per physical core."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
+
+
+def _load_detector(
+    backend: str,
+    model_path: Path | None,
+    *,
+    device: str,
+    imgsz: int | None,
+    input_hw: tuple[int, int] | None,
+    max_batch: int,
+    cache_dir: Path | None,
+    threads: int | None,
+    spinning: bool = True,
+) -> Detector:
+    if backend == LIGHT_BACKEND:
+        from reader.onnx_detector import OnnxDetector
+
+        onnx = model_path if model_path is not None and model_path.suffix == ".onnx" else None
+        return OnnxDetector(
+            onnx, imgsz=imgsz, input_hw=input_hw, threads=threads, spinning=spinning
+        )
+    from reader.torch_detector import TorchDetector  # imports torch: only on this path
+
+    return TorchDetector(
+        model_path if model_path is not None else bundled_model_path(),
+        device=device,
+        backend=backend,
+        imgsz=imgsz,
+        input_hw=input_hw,
+        max_batch=max_batch,
+        cache_dir=cache_dir,
+    )

@@ -1,0 +1,43 @@
+"""Opening an ONNX Runtime session the way both of the light runtime's models need it.
+
+One place for the knobs a worker sets (reader.engine.default_threads, `ort_spinning`): the
+detector and the line recogniser run in one process, and two sessions that each take every core
+and spin while idle slow each other down.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from plate_ocr.errors import ModelError
+
+__all__ = ["open_session"]
+
+Provider = str | tuple[str, dict[str, str]]
+
+
+def open_session(
+    path: Path,
+    *,
+    threads: int | None,
+    spinning: bool,
+    providers: Sequence[Provider] = ("CPUExecutionProvider",),
+    what: str = "model",
+) -> Any:
+    """An `onnxruntime.InferenceSession` for `path`; ModelError when it cannot be loaded.
+
+    `threads` is the intra-op thread count (None: ONNX Runtime's own default); `spinning=False`
+    stops idle threads spinning.
+    """
+    import onnxruntime as ort  # imported with the reader, not before
+
+    options = ort.SessionOptions()
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
+        raise ModelError(f"ONNX Runtime cannot load the {what} {path}: {e}") from e

@@ -1,0 +1,257 @@
+"""`LineRecogniser`: PP-OCRv4's text-line recogniser (via ONNX Runtime), the second reading stage.
+
+The character detector locates the serial well even where its classes are wrong; a line
+recogniser that has seen millions of printed text lines reads the glyphs inside that region
+better. This one is PP-OCRv4's recognition network (PaddleOCR, Apache-2.0) in the ONNX form that
+RapidOCR ships (`reader/models/ppocr/`, licence beside it). It is a CTC model over 6 623 symbols;
+every step's distribution is folded here onto our 36 classes (upper and lower case together),
+the CTC blank, and "anything else" (dashes, dots, state-outline glyphs), so the plate alphabet
+constrains the reading instead of a post-hoc filter.
+
+Preprocessing, chosen on the real dev set: height 48 as trained; width stretched 1.5x (two Ms or
+two Gs in a row merge less under CTC: the recogniser alone went from 87.0% to 89.0% exact) and
+padded with zeros to at least 192 px (the whole fused reader, exact match: no padding 90.9%,
+192 px 91.4%, 224 px 91.3%, 320 px as RapidOCR pads 91.2%, at two thirds of 320's compute).
+Lines of one padded width run together, so no line is padded more than it would be alone.
+"""
+
+import logging
+import math
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from plate_ocr.constants import CLASS_NAMES
+from plate_ocr.errors import ModelError
+from reader.bundle import file_sha256
+from reader.onnx_session import open_session
+from schemas.reading import ModelInfo
+
+log = logging.getLogger("plate_ocr.reader.recogniser")
+
+__all__ = [
+    "BLANK",
+    "MAX_BATCH",
+    "OTHER",
+    "LineRead",
+    "LineRecogniser",
+    "RecognisedChar",
+    "bundled_recogniser_path",
+]
+
+LINE_HEIGHT: Final = 48  # the network's input height
+STRETCH: Final = 1.5
+MIN_WIDTH: Final = 192
+MAX_WIDTH: Final = 1600  # a line wider than 33:1 after stretching is not a plate serial
+# Lines per network call. Larger batches run slower per line on the CPU (the activations of a
+# 48x320 line outgrow the caches): see bench/readers.py.
+MAX_BATCH: Final = 4
+_WIDTH_STEP: Final = 8  # the network's horizontal downsampling: one CTC step per 8 px
+
+# Columns of `LineRead.probs`: the CTC blank, then the 36 classes, then everything else.
+BLANK: Final = 0
+OTHER: Final = len(CLASS_NAMES) + 1
+
+
+def bundled_recogniser_path() -> Path:
+    return Path(__file__).resolve().parent / "models" / "ppocr" / "ppocrv4_rec.onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class RecognisedChar:
+    """One character of a line: its class distribution and where on the plate it sits."""
+
+    probs: npt.NDArray[np.float64]  # (36,), sums to 1
+    presence: float  # the best step's probability of being one of our classes at all
+    x: float  # centre, in plate-crop pixels
+
+
+@dataclass(frozen=True, slots=True)
+class LineRead:
+    """The recogniser's per-step distributions over one line crop.
+
+    `probs` is (T, 38): column `BLANK`, columns 1..36 our classes, column `OTHER`. `box` is the
+    line crop in plate pixels, `px_per_step` how many of its pixels one step covers.
+    """
+
+    probs: npt.NDArray[np.float32]
+    box: tuple[int, int, int, int]
+    px_per_step: float
+
+    def characters(self) -> list[RecognisedChar]:
+        """Greedy CTC decoding over the folded alphabet: runs of one class, blanks and
+        other symbols separating them."""
+        best = self.probs.argmax(axis=1)
+        runs: list[tuple[int, list[int]]] = []
+        previous = -1
+        for step, label in enumerate(best.tolist()):
+            if BLANK < label < OTHER:
+                if label == previous:
+                    runs[-1][1].append(step)
+                else:
+                    runs.append((label, [step]))
+            previous = label
+        chars = []
+        for _, steps in runs:
+            mass = self.probs[steps, 1:OTHER].astype(np.float64).sum(axis=0)
+            presence = 1.0 - self.probs[steps, BLANK] - self.probs[steps, OTHER]
+            centre = (float(np.mean(steps)) + 0.5) * self.px_per_step
+            chars.append(
+                RecognisedChar(
+                    probs=mass / max(float(mass.sum()), 1e-12),
+                    presence=float(np.clip(presence.max(), 0.0, 1.0)),
+                    x=self.box[0] + centre,
+                )
+            )
+        return chars
+
+    @property
+    def text(self) -> str:
+        return "".join(CLASS_NAMES[int(c.probs.argmax())] for c in self.characters())
+
+
+def _providers(device: str, available: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """ONNX Runtime's CUDA provider on the reader's GPU when this onnxruntime has it
+    (onnxruntime-gpu); otherwise the CPU, said out loud: on a GPU box the recogniser on the
+    CPU is what caps the fused reader."""
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        index = device.partition(":")[2] or "0"
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    log.warning(
+        "the line recogniser runs on the CPU (this onnxruntime has no CUDA provider: install "
+        "onnxruntime-gpu); the detector runs on %s",
+        device,
+    )
+    return ["CPUExecutionProvider"]
+
+
+class LineRecogniser:
+    """Reads cropped text lines, batched. Thread-compatible: one `read_batch` at a time per
+    instance (its network calls may run side by side on the `pool`)."""
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        threads: int | None = None,
+        max_batch: int = MAX_BATCH,
+        spinning: bool = True,
+        device: str = "cpu",
+        pool: Executor | None = None,
+    ) -> None:
+        import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
+
+        path = Path(model_path) if model_path is not None else bundled_recogniser_path()
+        if not path.is_file():
+            raise ModelError(f"no recogniser model at {path}")
+        self._session = open_session(
+            path,
+            threads=threads,
+            spinning=spinning,
+            providers=_providers(device, ort.get_available_providers()),
+            what="recogniser",
+        )
+        self._input = self._session.get_inputs()[0].name
+        fold = _fold_alphabet(self._session.get_modelmeta().custom_metadata_map)
+        # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
+        self._symbols = np.flatnonzero(fold.any(axis=1))
+        self._fold = np.ascontiguousarray(fold[self._symbols])
+        self.model_info = ModelInfo(name=path.stem, sha256=file_sha256(path))
+        self.max_batch = max_batch
+        self._pool = pool
+
+    def read_lines(
+        self, image: npt.NDArray[np.uint8], boxes: Sequence[tuple[int, int, int, int]]
+    ) -> list[LineRead]:
+        """Read the given line boxes of one BGR crop. See `read_batch`."""
+        return self.read_batch([(image, box) for box in boxes])
+
+    def read_batch(
+        self, lines: Sequence[tuple[npt.NDArray[np.uint8], tuple[int, int, int, int]]]
+    ) -> list[LineRead]:
+        """Read line boxes (x1, y1, x2, y2 in the image's pixels) of BGR images, in order.
+
+        Lines that pad to the same width share one network call. With a `pool`, the calls run
+        on its threads, side by side (an ONNX Runtime session may run concurrently; each call
+        uses the session's own intra-op threads).
+        """
+        prepared = [_line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
+        by_width: dict[int, list[int]] = {}
+        for i, (tensor, _) in enumerate(prepared):
+            by_width.setdefault(tensor.shape[-1], []).append(i)
+        reads: list[LineRead | None] = [None] * len(lines)
+        chunks = [
+            same[start : start + self.max_batch]
+            for same in by_width.values()
+            for start in range(0, len(same), self.max_batch)
+        ]
+        batches = [np.stack([prepared[i][0] for i in indices]) for indices in chunks]
+        if self._pool is not None and len(batches) > 1:
+            outputs = list(self._pool.map(self._run, batches))
+        else:
+            outputs = [self._run(batch) for batch in batches]
+        for indices, batch, probs in zip(chunks, batches, outputs, strict=True):
+            net_px_per_step = batch.shape[-1] / probs.shape[1]
+            for row, i in zip(probs, indices, strict=True):
+                resized_w = prepared[i][1]
+                x1, _, x2, _ = lines[i][1]
+                valid = max(math.ceil(resized_w / net_px_per_step), 1)
+                reads[i] = LineRead(
+                    probs=self._fold_steps(row[:valid]),
+                    box=lines[i][1],
+                    px_per_step=net_px_per_step * (x2 - x1) / resized_w,
+                )
+        return [read for read in reads if read is not None]
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        probs: npt.NDArray[np.float32] = self._session.run(None, {self._input: batch})[0]
+        return probs
+
+    def _fold_steps(self, probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        folded = np.zeros((len(probs), OTHER + 1), np.float32)
+        folded[:, BLANK] = probs[:, 0]
+        folded[:, 1:OTHER] = probs[:, self._symbols] @ self._fold
+        folded[:, OTHER] = np.clip(1.0 - folded[:, :OTHER].sum(axis=1), 0.0, 1.0)
+        return folded
+
+
+def _resized_width(height: int, width: int) -> int:
+    stretched = math.ceil(LINE_HEIGHT * width / max(height, 1) * STRETCH)
+    return min(max(stretched, _WIDTH_STEP), MAX_WIDTH)
+
+
+def _line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
+    """(3, 48, W) in -1..1, zero-padded on the right to >= MIN_WIDTH; and the unpadded width."""
+    height, width = line.shape[:2]
+    resized_w = _resized_width(height, width)
+    resized = cv2.resize(line, (resized_w, LINE_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    padded_w = max(MIN_WIDTH, -(-resized_w // _WIDTH_STEP) * _WIDTH_STEP)
+    tensor = np.zeros((3, LINE_HEIGHT, padded_w), np.float32)
+    tensor[:, :, :resized_w] = resized.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
+    return tensor, resized_w
+
+
+def _fold_alphabet(metadata: dict[str, Any]) -> npt.NDArray[np.float32]:
+    """(V, 36) 0/1 matrix mapping the network's symbols onto our classes, case folded.
+
+    The network's symbol list is in the ONNX metadata ("character"); index 0 is the CTC blank
+    and the last is a space, as in PaddleOCR's CTCLabelDecode.
+    """
+    if "character" not in metadata:
+        raise ModelError("recogniser ONNX has no 'character' metadata (not a PP-OCR rec model?)")
+    symbols = ["<blank>", *metadata["character"].splitlines(), " "]
+    fold = np.zeros((len(symbols), len(CLASS_NAMES)), np.float32)
+    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    for v, symbol in enumerate(symbols[1:], start=1):
+        cls = index.get(symbol.upper()) if len(symbol) == 1 else None
+        if cls is not None:
+            fold[v, cls] = 1.0
+    return fold
