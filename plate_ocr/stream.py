@@ -342,6 +342,11 @@ class ReadingStream:
 
         return claim
 
+    def create_group(self, group: str, *, from_start: bool = False) -> None:
+        """Create `group` now, unless it exists, so that where it starts is fixed before a
+        consumer first reads (at the stream's end, or its oldest entry with `from_start`)."""
+        self._ensure_group(group, from_start)
+
     def _ack(self, group: str, entry_id: bytes) -> None:
         self._call(lambda: self._redis.xack(self.name, group, entry_id), "XACK")
 
