@@ -199,7 +199,7 @@ class ReadingStream:
             yield from self._newest_entries(newest, count)
             return
         start = b"-"
-        while page := self._range(self._redis.xrange, min=start, max=newest):
+        while page := self._range(self._redis.xrange, "XRANGE", min=start, max=newest):
             yield from page
             start = b"(" + page[-1][0]  # exclusive: after the last one read
 
@@ -207,15 +207,17 @@ class ReadingStream:
         """The newest `count` entries that hold a reading, up to `newest`, oldest first."""
         kept: list[Entry] = []
         end = newest
-        while len(kept) < count and (page := self._range(self._redis.xrevrange, max=end, min=b"-")):
+        while len(kept) < count and (
+            page := self._range(self._redis.xrevrange, "XREVRANGE", max=end, min=b"-")
+        ):
             # A malformed entry is skipped (and logged) when delivered: it must not take the
             # place of a reading here.
             kept += [e for e in page if _holds_reading(e[1])][: count - len(kept)]
             end = b"(" + page[-1][0]
         return kept[::-1]
 
-    def _range(self, command: Callable[..., Any], **bounds: bytes) -> list[Entry]:
-        reply = self._call(lambda: command(self.name, count=_READ_COUNT, **bounds), "XRANGE")
+    def _range(self, command: Callable[..., Any], what: str, **bounds: bytes) -> list[Entry]:
+        reply = self._call(lambda: command(self.name, count=_READ_COUNT, **bounds), what)
         return cast(list[Entry], reply)
 
     def _deliver(
