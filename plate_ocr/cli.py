@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "where a NEW group starts (an existing group goes on from where it stands)",
     )
     p.add_argument("--count", type=int, default=None, help="stop after N readings")
+    p.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="print what the stream holds now and exit (in --group: its pending readings and "
+        "those not yet delivered); without --group, --count N is the newest N (the oldest N "
+        "with --from-start)",
+    )
 
     p = sub.add_parser("events", help="one PlateEvent per vehicle track, on the events stream")
     p.add_argument("--consumer", default=None, help="default: the host name")
@@ -311,6 +318,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             consumer=args.consumer,
             from_start=args.from_start,
             count=args.count,
+            follow=not args.no_follow,
         )
     if cmd in ("events", "mqtt"):
         return _stream_consumer(args)

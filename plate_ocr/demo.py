@@ -5,8 +5,11 @@ When PLATE_OCR_REDIS_URL is not set, an embedded, real Redis server (the `redisl
 started for the demo and stopped after it; the samples are synthetic crops the project made.
 
 With `--dashboard` the live dashboard is served too, and the demo keeps going after the first
-pass: one more sample every `_TRICKLE_S` from two made-up cameras (every seventh crop broken on
-purpose, so that the error counters have something to show) until Ctrl-C.
+pass until Ctrl-C: made-up vehicles drive up to two made-up gates, each sending a few crops of
+its plate (growing as it comes closer) with a track id, one every `_TRICKLE_S`; every seventh
+crop is broken on purpose, so that the error counters have something to show. The events
+consolidator (`plate-ocr events`) runs beside the worker and votes each vehicle's crops into
+one vehicle event, which the dashboard shows with its vote.
 """
 
 import csv
@@ -21,6 +24,7 @@ from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
 
 from plate_ocr.connection import connect
+from plate_ocr.constants import EVENTS_GROUP
 from plate_ocr.settings import ENV_PREFIX, Settings
 from plate_ocr.stream import ReadingStream
 
@@ -37,6 +41,11 @@ _TRICKLE_S = 1.5
 _TRICKLE_CAMERAS = ("north-gate", "south-gate")
 _BROKEN_EVERY = 7
 _READING_TIMEOUT_S = 60.0
+# One made-up vehicle: its plate at these sizes as it drives up, one crop each. The bundled
+# reader on the CPU reads all 12 samples right at each size, with confidences that differ a
+# little from size to size (a vote of agreeing reads, not three copies of one).
+_APPROACH_SCALES = (0.6, 0.8, 1.0)
+_EVENTS_CONSUMER = "demo"
 
 
 def sample_dir() -> Path:
@@ -122,14 +131,37 @@ def run_demo(
             arriving.close()
             print(f"{len(truth)} readings, {right} exactly right")
             if board is not None:
+                consolidating = _Consolidating(settings, stream)
                 try:
                     _keep_going(producer, samples, board.url, keep_going_s)
                 except KeyboardInterrupt:
                     print("stopping")
                 finally:
                     worker.request_stop()
+                    consolidating.stop()
             thread.join()
     return 0
+
+
+class _Consolidating:
+    """The events consolidator on a thread of its own, as `plate-ocr events` runs beside workers."""
+
+    def __init__(self, settings: Settings, stream: ReadingStream) -> None:
+        from consumers.events.consolidator import Consolidator
+
+        # The group is created here, at the stream's end, before the first made-up vehicle: not
+        # on the thread, which might first read after that vehicle's first reading, and never
+        # from the start, as a Redis the user points the demo at may hold tracks not the demo's.
+        stream.create_group(EVENTS_GROUP)
+        self._consolidator = Consolidator(
+            settings, consumer=_EVENTS_CONSUMER, connection=connect(settings)
+        )
+        self._thread = threading.Thread(target=self._consolidator.run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._consolidator.stop()
+        self._thread.join()
 
 
 def _dashboard(
@@ -162,18 +194,46 @@ def _keep_going(
     url: str,
     keep_going_s: float | None,
 ) -> None:
-    print(f"one more crop every {_TRICKLE_S} s; watch {url} (Ctrl-C to stop)", flush=True)
+    crops = len(_APPROACH_SCALES)
+    print(
+        f"made-up vehicles at {' and '.join(_TRICKLE_CAMERAS)}, {crops} crops each with a track "
+        f"id, one crop every {_TRICKLE_S} s; watch {url} (Ctrl-C to stop)",
+        flush=True,
+    )
     until = None if keep_going_s is None else time.monotonic() + keep_going_s
-    for n in itertools.count(1):
-        if until is not None and time.monotonic() >= until:
-            return
-        path, truth = samples[n % len(samples)]
-        broken = n % _BROKEN_EVERY == 0
-        job_id = producer.submit(
-            b"broken on purpose" if broken else path.read_bytes(),
-            camera_id=_TRICKLE_CAMERAS[n % len(_TRICKLE_CAMERAS)],
-        )
-        _print_reading(
-            producer.wait(job_id, timeout_s=_READING_TIMEOUT_S), None if broken else truth
-        )
-        time.sleep(_TRICKLE_S)
+    sent = 0
+    for vehicle in itertools.count(1):
+        path, truth = samples[vehicle % len(samples)]
+        camera = _TRICKLE_CAMERAS[vehicle % len(_TRICKLE_CAMERAS)]
+        for crop in _approaching(path.read_bytes()):
+            if until is not None and time.monotonic() >= until:
+                return
+            sent += 1
+            broken = sent % _BROKEN_EVERY == 0
+            job_id = producer.submit(
+                b"broken on purpose" if broken else crop,
+                camera_id=camera,
+                track_id=f"car-{vehicle}",
+            )
+            _print_reading(
+                producer.wait(job_id, timeout_s=_READING_TIMEOUT_S), None if broken else truth
+            )
+            time.sleep(_TRICKLE_S)
+
+
+def _approaching(image: bytes) -> list[bytes]:
+    """The crops of one vehicle: `image` at each of `_APPROACH_SCALES`, as JPEG."""
+    import cv2  # the [cpu] extra's, as the demo's worker needs it
+    import numpy as np
+
+    bgr = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RuntimeError("OpenCV could not decode a bundled sample crop")
+    crops = []
+    for scale in _APPROACH_SCALES:
+        resized = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, encoded = cv2.imencode(".jpg", resized)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode a {resized.shape} crop as JPEG")
+        crops.append(encoded.tobytes())
+    return crops

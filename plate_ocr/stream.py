@@ -17,6 +17,9 @@ nothing pending), so one that dies may leave that many pending. So that they are
 when its name never comes back, every consumer of the group also takes over (XAUTOCLAIM) entries
 left unacknowledged for `settings.stream_claim_idle_ms`; set it above the longest time a live
 consumer may hold a batch, or a slow consumer's readings are handled twice.
+
+`read_now()` is `follow()` for a person or a script that wants what is there and an exit: it
+never blocks, and stops at the newest entry the stream held when it was called.
 """
 
 import logging
@@ -159,6 +162,64 @@ class ReadingStream:
             )
         return self._deliver(entries, group, count)
 
+    def read_now(
+        self,
+        group: str | None = None,
+        consumer: str | None = None,
+        *,
+        from_start: bool = False,
+        count: int | None = None,
+    ) -> Generator[PlateReading, None, None]:
+        """What the stream holds now, then stop (`plate-ocr tail --no-follow`); never blocks.
+
+        Without a group: every reading kept, oldest first; with `count`, the newest `count` of
+        them (the oldest `count` with `from_start`), as `tail` without `-f` prints a file's end.
+        In a group: this consumer's pending entries, then those the group has not delivered yet,
+        up to the newest entry at the call, acknowledged as `follow()` acknowledges; `from_start`
+        decides where a new group starts, as in `follow()` (a new group without it starts at the
+        stream's end, so it has nothing to give yet).
+        """
+        if consumer is not None and group is None:
+            raise ConfigError("a consumer name only makes sense with a consumer group")
+        newest = self._newest_id()
+        if group is None:
+            entries = self._held_entries(newest, from_start, count)
+        else:
+            self._ensure_group(group, from_start)
+            name = consumer or default_consumer_name()
+            entries = self._group_entries(
+                group, name, from_start, MAX_BLOCK_MS, None, limit=count, until=newest
+            )
+        return self._deliver(entries, group, count)
+
+    def _held_entries(self, newest: bytes, from_start: bool, count: int | None) -> Iterator[Entry]:
+        if newest == b"0-0":  # empty, or no stream at all
+            return
+        if count is not None and not from_start:
+            yield from self._newest_entries(newest, count)
+            return
+        start = b"-"
+        while page := self._range(self._redis.xrange, "XRANGE", min=start, max=newest):
+            yield from page
+            start = b"(" + page[-1][0]  # exclusive: after the last one read
+
+    def _newest_entries(self, newest: bytes, count: int) -> list[Entry]:
+        """The newest `count` entries that hold a reading, up to `newest`, oldest first."""
+        kept: list[Entry] = []
+        end = newest
+        while len(kept) < count and (
+            page := self._range(self._redis.xrevrange, "XREVRANGE", max=end, min=b"-")
+        ):
+            # A malformed entry is skipped (and logged) when delivered: it must not take the
+            # place of a reading here.
+            kept += [e for e in page if _holds_reading(e[1])][: count - len(kept)]
+            end = b"(" + page[-1][0]
+        return kept[::-1]
+
+    def _range(self, command: Callable[..., Any], what: str, **bounds: bytes) -> list[Entry]:
+        reply = self._call(lambda: command(self.name, count=_READ_COUNT, **bounds), what)
+        return cast(list[Entry], reply)
+
     def _deliver(
         self, entries: Iterator[Entry], group: str | None, count: int | None
     ) -> Generator[PlateReading, None, None]:
@@ -202,7 +263,10 @@ class ReadingStream:
         idle_timeout_s: float | None,
         *,
         limit: int | None = None,
+        until: bytes | None = None,
     ) -> Iterator[Entry]:
+        """This consumer's pending entries, then new ones: blocking for them until
+        `idle_timeout_s`, or (`until` an entry id) without blocking, up to that entry."""
         taken = 0
 
         def wanted() -> int:
@@ -236,9 +300,11 @@ class ReadingStream:
                 taken += 1
                 yield entry_id, fields
         claim = self._claimer(group, consumer, wanted)
-        for entry in _poll(
-            lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s
-        ):
+        if until is None:
+            more = _poll(lambda wait_ms: claim() or read(b">", wait_ms), block_ms, idle_timeout_s)
+        else:
+            more = _up_to(lambda: claim() or read(b">", None), until)
+        for entry in more:
             taken += 1
             yield entry
 
@@ -277,6 +343,11 @@ class ReadingStream:
             return claimed
 
         return claim
+
+    def create_group(self, group: str, *, from_start: bool = False) -> None:
+        """Create `group` now, unless it exists, so that where it starts is fixed before a
+        consumer first reads (at the stream's end, or its oldest entry with `from_start`)."""
+        self._ensure_group(group, from_start)
 
     def _ack(self, group: str, entry_id: bytes) -> None:
         self._call(lambda: self._redis.xack(self.name, group, entry_id), "XACK")
@@ -352,6 +423,32 @@ def _poll(
             return
 
 
+def _up_to(read: Callable[[], list[Entry]], until: bytes) -> Iterator[Entry]:
+    """Non-blocking reads until one comes back empty or one reaches the entry `until`.
+
+    A read's whole batch is handed out even past `until`: in a group it is already taken, and
+    what is taken and never handed out stays pending.
+    """
+    last = _id_key(until)
+    while entries := read():
+        yield from entries
+        if _id_key(entries[-1][0]) >= last:
+            return
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def _holds_reading(fields: Mapping[bytes, bytes]) -> bool:
+    try:
+        parse_entry(fields)
+    except MalformedEntry:
+        return False
+    return True
+
+
 def run_tail(
     settings: Settings,
     *,
@@ -359,9 +456,15 @@ def run_tail(
     consumer: str | None,
     from_start: bool,
     count: int | None,
+    follow: bool = True,
 ) -> int:
-    """`plate-ocr tail`: print readings as JSON lines until `count` readings (or forever)."""
+    """`plate-ocr tail`: print readings as JSON lines until `count` readings (or forever); with
+    `follow=False` (`--no-follow`), what the stream holds now, then return."""
     stream = ReadingStream(settings)
-    for reading in stream.follow(group, consumer, from_start=from_start, count=count):
+    if follow:
+        readings = stream.follow(group, consumer, from_start=from_start, count=count)
+    else:
+        readings = stream.read_now(group, consumer, from_start=from_start, count=count)
+    for reading in readings:
         print(reading.model_dump_json(), flush=True)
     return 0

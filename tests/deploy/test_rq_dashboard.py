@@ -1,14 +1,17 @@
-"""rq-dashboard, our users' tool, on our queue, started as deploy/docker-compose.yml starts it."""
+"""rq-dashboard, our users' tool, on our queue, started as deploy/docker-compose.yml starts it
+and as the README says to start it by hand."""
 
 import contextlib
 import json
+import re
+import shlex
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +26,33 @@ from worker.null_reader import NullReader
 
 pytestmark = pytest.mark.redis
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def without_redis_url(command: list[str]) -> list[str]:
+    """A dashboard's flags less its Redis URL (the test's is used)."""
+    at = command.index("--redis-url")
+    return command[:at] + command[at + 2 :]
 
 
 def compose_dashboard_flags() -> list[str]:
     """The dashboard's flags in the compose file, less the Redis URL (the test's is used)."""
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    command: list[str] = list(compose["services"]["rq-dashboard"]["command"])
-    at = command.index("--redis-url")
-    return command[:at] + command[at + 2 :]
+    return without_redis_url(list(compose["services"]["rq-dashboard"]["command"]))
+
+
+def readme_argv(start: str) -> list[str]:
+    """The argv of the one README line that begins with `start`, its comment left off."""
+    readme = (ROOT / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, f"the README should have exactly one line starting {start!r}: {lines}"
+    return shlex.split(lines[0], comments=True)
+
+
+def readme_dashboard_flags() -> list[str]:
+    """The flags the README starts rq-dashboard with by hand, less the Redis URL."""
+    return without_redis_url(readme_argv(".venv/bin/rq-dashboard ")[1:])
 
 
 def free_port() -> int:
@@ -77,15 +98,18 @@ def get(url: str) -> tuple[int, bytes]:
         return int(e.code), bytes(e.read())
 
 
+@pytest.mark.parametrize(
+    "flags", [compose_dashboard_flags, readme_dashboard_flags], ids=["compose", "readme"]
+)
 def test_the_dashboard_as_deployed_lists_finished_and_failed_jobs(
-    settings: Settings, redis_client: redis.Redis
+    settings: Settings, redis_client: redis.Redis, flags: Callable[[], list[str]]
 ) -> None:
     producer = PlateProducer(settings, connection=redis_client)
     good = producer.submit(sample_dir() / "sample_00.jpg")
     bad = producer.submit_ref("file:///etc/hostname")  # no allowed roots: path_not_allowed
     BatchWorker(settings, reader=NullReader(), connection=redis_client).work(burst=True)
 
-    with dashboard(settings.redis_url, compose_dashboard_flags()) as base:
+    with dashboard(settings.redis_url, flags()) as base:
         for registry, job_id in (("finished", good), ("failed", bad)):
             status, body = get(f"{base}/0/data/jobs/{settings.queue}/{registry}/8/asc/1.json")
             assert status == 200, body[-2000:]
@@ -106,3 +130,10 @@ def test_without_json_the_dashboard_cannot_list_our_jobs(
     with dashboard(settings.redis_url, flags) as base:
         status, _ = get(f"{base}/0/data/jobs/{settings.queue}/finished/8/asc/1.json")
     assert status == 500
+
+
+def test_the_readme_installs_the_rq_dashboard_these_tests_run() -> None:
+    # The README's by-hand install pins what pyproject's test extra (which these tests run) pins.
+    install = readme_argv(".venv/bin/pip install 'rq-dashboard")
+    pins = set(re.findall(r'"(rq-dashboard==[^"]+)"', (ROOT / "pyproject.toml").read_text()))
+    assert len(pins) == 1 and pins <= set(install) and "six" in install

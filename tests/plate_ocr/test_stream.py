@@ -370,3 +370,15 @@ def test_plate_ocr_tail_refuses_a_consumer_without_a_group(
 ) -> None:
     assert main(["--redis-url", "redis://127.0.0.1:1/0", "tail", "--consumer", "me"]) == 2
     assert "consumer group" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_create_group_fixes_where_a_new_group_starts_before_anyone_reads(
+    stream: ReadingStream, redis_client: redis.Redis, publish: Publish, make_reading: MakeReading
+) -> None:
+    publish(redis_client, make_reading("before"))
+    stream.create_group("g")
+    publish(redis_client, make_reading("after"))  # before the group's first read
+    assert [r.job_id for r in stream.follow("g", "c", idle_timeout_s=0.2)] == ["after"]
+    stream.create_group("g", from_start=True)  # exists: goes on from where it stands
+    assert list(stream.follow("g", "c", idle_timeout_s=0.2)) == []

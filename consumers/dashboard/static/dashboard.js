@@ -190,8 +190,31 @@ function noteCamera(camera) {
   select.value = keep;
 }
 
+// Our consolidator's entries carry the whole PlateEvent as JSON in `event` (the flat fields are
+// only a few copies to filter on); other producers may write flat fields alone. The vote, when
+// there, is shown from the JSON.
+function voteOf(fields) {
+  let e;
+  try {
+    e = fields.event ? JSON.parse(fields.event) : null;
+  } catch (err) {
+    return {};
+  }
+  if (!e || typeof e !== "object") return {};
+  const vote = {};
+  if (typeof e.confidence === "number") vote.confidence = String(e.confidence);
+  if (typeof e.reads === "number") {
+    vote.reads = typeof e.agreeing_reads === "number" ? `${e.agreeing_reads} of ${e.reads} agree` : String(e.reads);
+  }
+  if (Array.isArray(e.candidates) && e.candidates.length) {
+    vote.vote = e.candidates.map((c) => `${c.text} ${pct(c.score)} (${c.reads})`).join(" · ");
+  }
+  for (const key of ["best_job_id", "best_reading_id"]) if (typeof e[key] === "string") vote[key] = e[key];
+  return vote;
+}
+
 function eventCard(view) {
-  const f = view.fields;
+  const f = Object.assign({}, view.fields, voteOf(view.fields));
   const card = el("div", "event");
   card.dataset.camera = f.camera_id || "";
   // The event names its best reading; the page finds that reading's job for the crop.
@@ -208,7 +231,7 @@ function eventCard(view) {
   }
   card.append(text);
   const dl = el("dl");
-  for (const [key, label] of [["camera_id", "camera"], ["track_id", "track"], ["reads", "reads"], ["event_id", "event"]]) {
+  for (const [key, label] of [["camera_id", "camera"], ["track_id", "track"], ["reads", "reads"], ["vote", "vote"], ["event_id", "event"]]) {
     if (f[key] === undefined || f[key] === "") continue;
     dl.append(el("dt", null, label), el("dd", null, f[key]));
   }

@@ -1,5 +1,7 @@
-"""`plate-ocr demo --dashboard`: the newcomer's one command shows live readings in the page."""
+"""`plate-ocr demo --dashboard`: the newcomer's one command shows live readings in the page,
+and the vehicle events the consolidator beside the worker votes from the made-up gates' tracks."""
 
+import re
 import shutil
 import socket
 import threading
@@ -15,6 +17,7 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 DEADLINE_MS = 60_000  # the model loads on a CPU first, on a loaded machine
+EVENT_DEADLINE_S = 30.0  # a vehicle event is on the page this soon after the demo starts
 
 
 def _free_port() -> int:
@@ -46,11 +49,13 @@ def test_the_demo_with_dashboard_shows_live_readings_in_the_page(
 
     def demo() -> None:
         try:
-            outcome.append(run_demo({}, count=2, dashboard=True, port=port, keep_going_s=8))
+            # Long enough for the first made-up vehicle's three crops and its track's idle close.
+            outcome.append(run_demo({}, count=2, dashboard=True, port=port, keep_going_s=15))
         except BaseException as e:  # handed to the test thread, which reports it
             outcome.append(e)
 
     thread = threading.Thread(target=demo)
+    started = time.monotonic()
     thread.start()
     try:
         with sync_playwright() as pw:
@@ -72,6 +77,16 @@ def test_the_demo_with_dashboard_shows_live_readings_in_the_page(
                 ".some(i => i.complete && i.naturalWidth > 0)",
                 timeout=DEADLINE_MS,
             )
+            # A vehicle event, with its vote, from the first made-up vehicle's track.
+            event = page.locator("#events .event").first
+            left_ms = (EVENT_DEADLINE_S - (time.monotonic() - started)) * 1000
+            expect(event).to_be_visible(timeout=max(1.0, left_ms))
+            expect(event).to_contain_text("-gate")
+            expect(event).to_contain_text("car-")
+            expect(event.locator("dd", has_text=re.compile(r"^\d of 3 agree$"))).to_have_count(1)
+            text = event.locator(".text").evaluate("node => node.firstChild.textContent")
+            vote = event.locator("dt:text-is('vote') + dd").inner_text()
+            assert vote.startswith(f"{text} "), (text, vote)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
             browser.close()
