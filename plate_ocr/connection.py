@@ -299,6 +299,7 @@ def retry_on_disconnect(
     should_stop: Callable[[], bool] | None = None,
     sleep: Callable[[float], object] = time.sleep,
     what: str = "redis call",
+    retry_on: tuple[type[Exception], ...] = DISCONNECT_ERRORS,
 ) -> T:
     """Run `call`, retrying it with `backoff` for as long as Redis is unreachable.
 
@@ -307,12 +308,13 @@ def retry_on_disconnect(
     `should_stop` lets a worker that was asked to shut down stop retrying (the last error is then
     raised as RedisUnavailable too); pass `sleep=stop_event.wait` so that the wait ends early.
     `call` must be safe to repeat: after a timeout nobody knows whether Redis applied it.
+    `retry_on`: what counts as Redis being away (a worker adds a full Redis's OOM refusal).
     """
     deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
     while True:
         try:
             result = call()
-        except DISCONNECT_ERRORS as e:
+        except retry_on as e:
             delay_s = backoff.next_delay_s()
             stopping = should_stop is not None and should_stop()
             if stopping or (deadline is not None and time.monotonic() + delay_s > deadline):
