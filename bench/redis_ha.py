@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis
 
@@ -166,8 +166,8 @@ class RedisHA:
     def sentinel_master_port(self, index: int = 0) -> int:
         client = redis.Redis(port=self.sentinel_ports[index], socket_timeout=2)
         try:
-            _, port = client.sentinel_get_master_addr_by_name(self.master_name)
-            return int(port)
+            address: Any = client.sentinel_get_master_addr_by_name(self.master_name)
+            return int(address[1])
         finally:
             client.close()
 
@@ -222,7 +222,7 @@ class RedisHA:
         for port in self.sentinel_ports:
             client = redis.Redis(port=port, socket_timeout=2)
             try:
-                state = client.sentinel_master(self.master_name)
+                state: Any = client.sentinel_master(self.master_name)
             finally:
                 client.close()
             if int(state["num-other-sentinels"]) < len(self.sentinel_ports) - 1:
@@ -246,6 +246,6 @@ class RedisHA:
         try:
             with node.client() as c:
                 info = c.info("replication")
-            return info.get("master_link_status") == "up"
+            return bool(info.get("master_link_status") == "up")
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
             return False
