@@ -318,7 +318,9 @@ def retry_on_disconnect(
             delay_s = backoff.next_delay_s()
             stopping = should_stop is not None and should_stop()
             if stopping or (deadline is not None and time.monotonic() + delay_s > deadline):
-                raise RedisUnavailable(f"{what} failed, Redis is unreachable: {e}") from e
+                full = isinstance(e, redis.exceptions.OutOfMemoryError)
+                why = "Redis is full (maxmemory)" if full else "Redis is unreachable"
+                raise RedisUnavailable(f"{what} failed, {why}: {e}") from e
             log.warning("%s failed (%s); retrying in %.2f s", what, e, delay_s)
             sleep(delay_s)
         else:
