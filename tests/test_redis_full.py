@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -69,8 +70,9 @@ def test_a_full_redis_refuses_a_push_whole_and_says_so(node: DataNode) -> None:
             for i in range(1, len(crops), 4):
                 ids += producer.submit_many(crops[i : i + 4])
         assert len(ids) > 8  # it filled up on the way, not at once
-    queued = [j.decode() for j in client.lrange("rq:queue:full", 0, -1)]
-    hashes = sorted(k.decode() for k in client.scan_iter("rq:job:*"))
+    listed = cast(list[bytes], client.lrange("rq:queue:full", 0, -1))
+    queued = [j.decode() for j in listed]
+    hashes = sorted(bytes(k).decode() for k in client.scan_iter("rq:job:*"))
     assert len(queued) == len(ids) + 1
     assert hashes == sorted(f"rq:job:{j}" for j in queued)  # no hash without its queue entry
     fields = {client.hlen(key) for key in hashes}
@@ -123,11 +125,14 @@ def test_a_worker_keeps_its_batch_while_redis_is_full_and_publishes_it_after(
         assert reader.inside.wait(timeout=30)
         client.config_set("maxmemory", 1)  # full: every write refused from now on
         reader.release.set()
+        refused = "publishing a batch failed, retrying: maxmemory"
         wait_for(
-            lambda: any("publishing a batch failed" in r.getMessage() and "maxmemory" in r.getMessage()
-                        for r in caplog.records),
-            what="the worker to be refused and retry",
-        )  # fmt: skip
+            lambda: any(
+                "publishing a batch failed" in r.getMessage() and "maxmemory" in r.getMessage()
+                for r in caplog.records
+            ),
+            what=refused,
+        )
         assert client.xlen(settings.results_stream) == 0
         client.config_set("maxmemory", 0)
         wait_for(lambda: client.xlen(settings.results_stream) == 4, what="the batch published")
