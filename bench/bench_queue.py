@@ -243,9 +243,7 @@ def _worker_processes(
     threads: int | None,
 ) -> Iterator[list[int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name != "allowed_roots":
-            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    env.update(settings.as_env())
     client.delete(_READY_KEY)
     procs = [
         subprocess.Popen([sys.executable, str(script), worker_arg, str(threads or "")], env=env)

@@ -142,9 +142,7 @@ class WorkerPool:
         self, settings: Settings, *, reader: str, failure_rate: float, log_dir: Path
     ) -> None:
         self._env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        for name, value in settings.model_dump(exclude_none=True).items():
-            if name != "allowed_roots":
-                self._env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        self._env.update(settings.as_env())
         self._reader = reader
         self._failure_rate = failure_rate
         self._log_dir = log_dir

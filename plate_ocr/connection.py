@@ -2,7 +2,12 @@
 
 Everything about where Redis is and how to log in travels in `settings.redis_url`:
 `redis://host:6379/0`, `rediss://...` for TLS, `redis://user:password@host/0` for ACL users
-(`redis://:password@host` for a plain AUTH password).
+(`redis://:password@host` for a plain AUTH password). Behind Sentinel it is
+`redis+sentinel://[user:password@]h1:26379,h2:26379/MASTER/DB` (`rediss+sentinel://` for TLS to
+the Sentinels and the data nodes alike), or `settings.sentinels` + `settings.sentinel_master` with
+`redis_url` giving the rest; redis-py's `redis.sentinel` then finds the primary on every
+(re)connect, so a failover looks like a disconnect to every caller here, and is retried as one.
+This module is the only place clients are made.
 """
 
 import logging
@@ -10,10 +15,14 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 
 from plate_ocr.constants import (
     RECONNECT_BASE_BACKOFF_S,
@@ -21,49 +30,226 @@ from plate_ocr.constants import (
     REDIS_HEALTH_CHECK_INTERVAL_S,
     REDIS_SOCKET_TIMEOUT_S,
 )
-from plate_ocr.errors import PlateOcrError
+from plate_ocr.errors import ConfigError, PlateOcrError
 from plate_ocr.settings import Settings
 
 __all__ = [
     "DISCONNECT_ERRORS",
     "Backoff",
+    "NotReplicated",
     "RedisUnavailable",
+    "SentinelTarget",
+    "async_connect",
+    "check_replicated",
     "connect",
+    "describe",
     "redacted_url",
     "retry_on_disconnect",
+    "sentinel_target",
 ]
 
 log = logging.getLogger("plate_ocr.connection")
 
 T = TypeVar("T")
 
-# What a Redis restart, failover or network blip looks like to redis-py. Nothing else is retried:
-# a ResponseError (wrong type, unknown command, NOAUTH) would fail the same way forever.
-DISCONNECT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+_SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 
 
 class RedisUnavailable(PlateOcrError):
     """Raised when Redis stayed unreachable for longer than the caller was willing to wait."""
 
 
-def connect(settings: Settings, *, client_name: str = "plate-ocr") -> "redis.Redis":
-    """A client for `settings.redis_url`, returning bytes (images and JSON are decoded by us).
+class NotReplicated(PlateOcrError):
+    """A write reached the primary but WAIT saw fewer replicas acknowledge it than required.
 
-    Connecting is lazy: this does no I/O, so a producer can be built while Redis is down.
-    """
+    Retried like a disconnect: the write may yet be lost with the primary, and every write we
+    wait on is safe to repeat (a job id enqueued twice is read once; FINISH publishes once per
+    reading_id)."""
+
+
+# What a Redis restart, failover or network blip looks like to redis-py, plus a write that did
+# not reach its replicas in time and a script cache that a new primary has not got yet (a
+# pipeline's EVALSHA; a lone Script call re-loads by itself). Nothing else is retried: a
+# ResponseError (wrong type, unknown command, NOAUTH, OOM) would fail the same way again.
+DISCONNECT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.NoScriptError,
+    NotReplicated,
+)
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """Where Sentinel is and what to ask it for, from `sentinel_target()`."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+def sentinel_target(settings: Settings) -> SentinelTarget | None:
+    """The Sentinel set `settings` name, or None for a plain (or unix socket) Redis."""
+    parts = urlsplit(settings.redis_url)
+    scheme = parts.scheme.lower()
+    if scheme in _SENTINEL_SCHEMES:
+        if settings.sentinels:
+            raise ConfigError("give the Sentinels in PLATE_OCR_REDIS_URL or PLATE_OCR_SENTINELS")
+        hosts = parts.netloc.rpartition("@")[2]
+        path = [p for p in parts.path.split("/") if p]
+        if not hosts or not 1 <= len(path) <= 2:
+            raise ConfigError(
+                f"{redacted_url(settings.redis_url)}: a Sentinel URL is "
+                f"{scheme}://[user:password@]host:port[,host:port...]/MASTER[/DB]"
+            )
+        return SentinelTarget(
+            sentinels=_host_ports(hosts.split(","), settings.redis_url),
+            master=unquote(path[0]),
+            db=_db(path[1] if len(path) == 2 else "0", settings.redis_url),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            ssl=_SENTINEL_SCHEMES[scheme],
+        )
+    if not settings.sentinels and settings.sentinel_master is None:
+        return None
+    if not settings.sentinels or settings.sentinel_master is None:
+        raise ConfigError("PLATE_OCR_SENTINELS and PLATE_OCR_SENTINEL_MASTER go together")
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"with PLATE_OCR_SENTINELS, PLATE_OCR_REDIS_URL must be redis:// or "
+                          f"rediss:// (for the db, password and TLS), not {scheme}://")  # fmt: skip
+    return SentinelTarget(
+        sentinels=_host_ports(settings.sentinels, "PLATE_OCR_SENTINELS"),
+        master=settings.sentinel_master,
+        db=_db(parts.path.strip("/") or "0", settings.redis_url),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        ssl=scheme == "rediss",
+    )
+
+
+def _host_ports(items: "tuple[str, ...] | list[str]", where: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in items:
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{redacted_url(where)}: {item!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
+
+
+def _db(text: str, where: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"{redacted_url(where)}: database {text!r} is not a number")
+    return int(text)
+
+
+def describe(settings: Settings) -> str:
+    """Where `settings` point, fit for a log line or an error message (no password)."""
+    target = sentinel_target(settings)
+    if target is None:
+        return redacted_url(settings.redis_url)
+    hosts = ",".join(f"{h}:{p}" for h, p in target.sentinels)
+    return f"Sentinel master {target.master!r} (db {target.db}) via {hosts}"
+
+
+def _client_kwargs(
+    settings: Settings, client_name: str, socket_timeout_s: float, connect_timeout_s: float
+) -> dict[str, Any]:
     # TCP keepalive notices a dead peer behind a silent network; a unix socket (the embedded
     # demo server) has no such option and redis-py refuses it there.
     tcp_only = {} if settings.redis_url.startswith("unix://") else {"socket_keepalive": True}
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL_S,
+    return {
+        "decode_responses": False,
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": socket_timeout_s,
         **tcp_only,
         # Shows up in CLIENT LIST, so an operator can tell workers from producers from tails.
-        client_name=f"{client_name}@{socket.gethostname()}".replace(" ", "_"),
+        "client_name": f"{client_name}@{socket.gethostname()}".replace(" ", "_"),
+    }
+
+
+def _sentinel_kwargs(
+    settings: Settings, target: SentinelTarget, connect_timeout_s: float
+) -> dict[str, Any]:
+    """How to talk to the Sentinels themselves: short timeouts (discovery moves on to the next
+    one), TLS as for the data nodes, their own password if they have one."""
+    password = settings.sentinel_password
+    return {
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": connect_timeout_s,
+        "ssl": target.ssl,
+        **({"password": password.get_secret_value()} if password is not None else {}),
+    }
+
+
+def connect(
+    settings: Settings,
+    *,
+    client_name: str = "plate-ocr",
+    socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = REDIS_CONNECT_TIMEOUT_S,
+) -> "redis.Redis":
+    """A client for the Redis `settings` name, returning bytes (images and JSON are decoded by
+    us); behind Sentinel, a client of the current primary that follows a failover.
+
+    Connecting is lazy: this does no I/O, so a producer can be built while Redis is down.
+    """
+    kwargs = _client_kwargs(settings, client_name, socket_timeout_s, connect_timeout_s)
+    kwargs["health_check_interval"] = REDIS_HEALTH_CHECK_INTERVAL_S
+    target = sentinel_target(settings)
+    if target is None:
+        return redis.Redis.from_url(settings.redis_url, **kwargs)
+    sentinel = redis.sentinel.Sentinel(
+        target.sentinels, sentinel_kwargs=_sentinel_kwargs(settings, target, connect_timeout_s)
     )
+    client: redis.Redis = sentinel.master_for(
+        target.master,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.ssl,
+        **kwargs,
+    )
+    return client
+
+
+def async_connect(
+    settings: Settings,
+    *,
+    client_name: str = "plate-ocr",
+    socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = REDIS_CONNECT_TIMEOUT_S,
+) -> "redis.asyncio.Redis":
+    """`connect()` for asyncio (the dashboard's live stream)."""
+    kwargs = _client_kwargs(settings, client_name, socket_timeout_s, connect_timeout_s)
+    target = sentinel_target(settings)
+    if target is None:
+        return redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)
+    sentinel = redis.asyncio.sentinel.Sentinel(
+        target.sentinels, sentinel_kwargs=_sentinel_kwargs(settings, target, connect_timeout_s)
+    )
+    client: redis.asyncio.Redis = sentinel.master_for(
+        target.master,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.ssl,
+        **kwargs,
+    )
+    return client
+
+
+def check_replicated(acked: object, settings: Settings, what: str) -> None:
+    """Raise NotReplicated unless WAIT's reply `acked` meets `settings.replicas_to_wait`."""
+    wanted = settings.replicas_to_wait
+    if int(acked) < wanted:  # type: ignore[call-overload]
+        raise NotReplicated(
+            f"{what}: {acked} of {wanted} replicas acknowledged it within "
+            f"{settings.replicas_wait_timeout_ms} ms"
+        )
 
 
 def redacted_url(url: str) -> str:
@@ -113,6 +299,7 @@ def retry_on_disconnect(
     should_stop: Callable[[], bool] | None = None,
     sleep: Callable[[float], object] = time.sleep,
     what: str = "redis call",
+    retry_on: tuple[type[Exception], ...] = DISCONNECT_ERRORS,
 ) -> T:
     """Run `call`, retrying it with `backoff` for as long as Redis is unreachable.
 
@@ -121,16 +308,19 @@ def retry_on_disconnect(
     `should_stop` lets a worker that was asked to shut down stop retrying (the last error is then
     raised as RedisUnavailable too); pass `sleep=stop_event.wait` so that the wait ends early.
     `call` must be safe to repeat: after a timeout nobody knows whether Redis applied it.
+    `retry_on`: what counts as Redis being away (a worker adds a full Redis's OOM refusal).
     """
     deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
     while True:
         try:
             result = call()
-        except DISCONNECT_ERRORS as e:
+        except retry_on as e:
             delay_s = backoff.next_delay_s()
             stopping = should_stop is not None and should_stop()
             if stopping or (deadline is not None and time.monotonic() + delay_s > deadline):
-                raise RedisUnavailable(f"{what} failed, Redis is unreachable: {e}") from e
+                full = isinstance(e, redis.exceptions.OutOfMemoryError)
+                why = "Redis is full (maxmemory)" if full else "Redis is unreachable"
+                raise RedisUnavailable(f"{what} failed, {why}: {e}") from e
             log.warning("%s failed (%s); retrying in %.2f s", what, e, delay_s)
             sleep(delay_s)
         else:

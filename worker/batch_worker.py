@@ -53,6 +53,10 @@ log = logging.getLogger("plate_ocr.worker")
 
 # How long one blocking take waits for a first job: bounds how late a stop request is noticed.
 _TAKE_BLOCK_S = 1.0
+# Redis away, or full (maxmemory with noeviction refuses writes until the queue drains): the
+# worker waits with backoff either way, holding what it has, and never half-writes (every
+# write is one script).
+_WAIT_OUT: tuple[type[Exception], ...] = (*DISCONNECT_ERRORS, redis.exceptions.OutOfMemoryError)
 
 
 def decode_threads_for(setting: int | None) -> int:
@@ -127,6 +131,7 @@ class BatchWorker:
             backoff=Backoff(max_s=self._settings.reconnect_max_backoff_s),
             should_stop=lambda: self._stop_requested,
             what="registering the worker",
+            retry_on=_WAIT_OUT,
         )
         log.info(
             "worker %s started on %s, queue %r, batch %d, max wait %d ms",
@@ -196,7 +201,7 @@ class BatchWorker:
             self.metrics.started(len(taken))
             with self._settled:
                 self._in_flight += 1
-        except DISCONNECT_ERRORS as e:
+        except _WAIT_OUT as e:
             # Jobs in hand stay in Redis (intermediate list or started registry) and are
             # recovered once their lease runs out, by us or by another worker.
             delay_s = self._take_backoff.next_delay_s()
@@ -271,13 +276,15 @@ class BatchWorker:
     def _read_and_publish(self, prepared: "_Prepared") -> None:
         """Read the batch's images in one model call, then publish and acknowledge."""
         outcomes = prepared.outcomes + self._read(prepared)
+        published = [False] * len(outcomes)  # across attempts (see Ledger.finish)
         try:
             # Safe to repeat: a reading is published at most once per reading_id.
-            published = retry_on_disconnect(
-                lambda: self.ledger.finish(outcomes),
+            retry_on_disconnect(
+                lambda: self.ledger.finish(outcomes, published=published),
                 backoff=self._publish_backoff,
                 give_up_after_s=self._settings.lease_s,
                 what="publishing a batch",
+                retry_on=_WAIT_OUT,
             )
         except RedisUnavailable as e:
             # By now the lease has run out and another worker recovers these jobs.

@@ -41,6 +41,7 @@ from rq import Queue, Worker, worker_registration
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from plate_ocr.connection import check_replicated
 from plate_ocr.constants import (
     ATTEMPTS_FIELD,
     ENDED_FIELD,
@@ -58,6 +59,7 @@ from plate_ocr.constants import (
     SUPERSEDES_FIELD,
     WORKER_TTL_S,
 )
+from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
 from plate_ocr.stream import stream_fields
 from schemas import PlateReading
@@ -127,7 +129,23 @@ class Ledger:
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    def check_eviction(self) -> None:
+        """Refuse a Redis that may evict keys: an evicted job hash, published marker or stream
+        would be a job or reading lost, or published twice, without a word. (INFO, not CONFIG
+        GET: managed services often rename CONFIG away.)"""
+        memory = self._redis.info("memory")
+        policy = str(memory.get("maxmemory_policy", "noeviction"))
+        if policy != "noeviction":
+            raise ConfigError(
+                f"Redis's maxmemory-policy is {policy!r} (maxmemory "
+                f"{memory.get('maxmemory', '?')} bytes): it may evict queued jobs, the markers "
+                "that publish each reading once, and stream entries, losing work silently. Set "
+                "`maxmemory-policy noeviction` (a full Redis then refuses writes, which the "
+                "producer reports and the worker rides out)"
+            )
+
     def register_birth(self) -> None:
+        self.check_eviction()
         self.rq_worker._set_ip_address(self._redis)  # what prepare_for_work=True would do
         self.rq_worker.register_birth()  # type: ignore[no-untyped-call]
         self.rq_worker.set_state("idle")
@@ -242,9 +260,16 @@ class Ledger:
             )
         return taken
 
-    def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, published: list[bool] | None = None
+    ) -> list[bool]:
         """Publish and acknowledge atomically. Returns, per outcome, whether its reading was
-        published now (False: a reading with the same id was already on the stream)."""
+        published now (False: a reading with the same id was already on the stream).
+
+        With `replicas_to_wait` set, raises NotReplicated unless WAIT saw that many replicas
+        take the batch: the caller repeats the call (FINISH publishes once per reading_id), and
+        passes the same `published` list to every attempt, so that a reading published by an
+        attempt that then went unconfirmed still counts as published by this batch."""
         if not outcomes:
             return []
         settings = self._settings
@@ -278,7 +303,23 @@ class Ledger:
             self.name,
         ]
         args.append(msgpack.packb([self._job_args(outcome) for outcome in outcomes]))
-        published = [bool(flag) for flag in self._finish(args=args)]
+        wanted = settings.replicas_to_wait
+        if wanted:
+            # WAIT on the connection that ran FINISH, so it covers exactly that batch. (The
+            # Script in a pipeline costs a SCRIPT EXISTS first, and loads FINISH on a new
+            # primary by itself; only when waiting, where WAIT's own round trip dwarfs it.)
+            with self._redis.pipeline(transaction=False) as pipe:
+                self._finish(args=args, client=pipe)
+                pipe.execute_command("WAIT", wanted, settings.replicas_wait_timeout_ms)  # type: ignore[no-untyped-call]
+                flags, acked = pipe.execute()
+        else:
+            flags, acked = self._finish(args=args), 0
+        if published is None:
+            published = [False] * len(outcomes)
+        for i, flag in enumerate(flags):
+            published[i] = published[i] or bool(flag)
+        if wanted:
+            check_replicated(acked, settings, f"publishing a batch of {len(outcomes)}")
         self._busy_until = max(self._busy_until, now.timestamp())
         return published
 

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from rq import Queue
 
+from plate_ocr.connection import connect
 from plate_ocr.constants import PROBE_REDIS_TIMEOUT_S
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
@@ -46,11 +47,11 @@ class ProbeServer:
     ) -> None:
         self._metrics = metrics
         self._stale_s = settings.health_stale_s
-        self._redis = redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=PROBE_REDIS_TIMEOUT_S,
-            socket_timeout=PROBE_REDIS_TIMEOUT_S,
+        self._redis = connect(
+            settings,
             client_name="plate-ocr-probes",
+            socket_timeout_s=PROBE_REDIS_TIMEOUT_S,
+            connect_timeout_s=PROBE_REDIS_TIMEOUT_S,
         )
         metrics.registry.register(_QueueDepth(Queue(settings.queue, connection=self._redis)))
         self._metrics_app = make_wsgi_app(metrics.registry)

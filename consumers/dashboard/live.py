@@ -17,6 +17,7 @@ import redis.asyncio
 
 from consumers.dashboard.snapshot import event_view, reading_view
 from plate_ocr.connection import DISCONNECT_ERRORS
+from plate_ocr.connection import async_connect as connect_async
 from plate_ocr.constants import MAX_BLOCK_MS, REDIS_CONNECT_TIMEOUT_S, REDIS_SOCKET_TIMEOUT_S
 from plate_ocr.settings import Settings
 
@@ -31,13 +32,13 @@ AsyncRedis = redis.asyncio.Redis
 
 
 def async_connect(settings: Settings) -> AsyncRedis:
-    """An asyncio client for `settings.redis_url` (lazy: connects on first use)."""
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        decode_responses=False,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,  # well above one block of MAX_BLOCK_MS
+    """An asyncio client for the settings' Redis (lazy: connects on first use; behind Sentinel,
+    the current primary)."""
+    return connect_async(
+        settings,
         client_name="plate-ocr-dashboard-live",
+        socket_timeout_s=REDIS_SOCKET_TIMEOUT_S,  # well above one block of MAX_BLOCK_MS
+        connect_timeout_s=REDIS_CONNECT_TIMEOUT_S,
     )
 
 

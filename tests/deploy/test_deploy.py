@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from plate_ocr.cli import build_parser
+from plate_ocr.connection import sentinel_target
 from plate_ocr.settings import ENV_PREFIX, Settings
 
 yaml = pytest.importorskip("yaml")
@@ -95,9 +96,42 @@ def test_every_plate_ocr_variable_named_in_deploy_is_a_setting() -> None:
 def test_every_worker_environment_builds_valid_settings(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for service in workers(services).values():
+    for name, service in workers(services).items():
         settings = Settings.from_env({k: str(v) for k, v in service["environment"].items()})
+        if name == "worker-ha":
+            continue  # the HA profile's: see test_the_ha_profile_*
         assert settings.redis_url.startswith("redis://redis:")
+
+
+def test_the_ha_profile_has_a_primary_a_replica_three_sentinels_and_aof(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    ha = {name for name, s in services.items() if s.get("profiles") == ["ha"]}
+    assert ha == {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3",
+                  "worker-ha"}  # fmt: skip
+    for node in ("redis-primary", "redis-replica"):
+        command = " ".join(services[node]["command"])
+        assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+        assert any(v.endswith(":/data") for v in services[node]["volumes"])
+    assert "--replicaof redis-primary 6379" in " ".join(services["redis-replica"]["command"])
+    quorum = set()
+    for n in (1, 2, 3):
+        script = services[f"sentinel-{n}"]["command"][0]
+        assert services[f"sentinel-{n}"]["entrypoint"] == ["sh", "-c"]
+        assert "--sentinel" in script
+        monitor = re.search(r"sentinel monitor (\S+) (\S+) (\d+) (\d+)", script)
+        assert monitor is not None
+        quorum.add(monitor.groups())
+    ((master, host, port, votes),) = quorum  # all three watch the same primary
+    assert (host, port, int(votes)) == ("redis-primary", "6379", 2)
+
+    settings = Settings.from_env(
+        {k: str(v) for k, v in services["worker-ha"]["environment"].items()}
+    )
+    target = sentinel_target(settings)
+    assert target is not None and target.master == master
+    assert {h for h, _ in target.sentinels} == {"sentinel-1", "sentinel-2", "sentinel-3"}
+    assert settings.replicas_to_wait == 1
 
 
 def test_workers_finish_in_flight_work_inside_the_stop_grace_period(

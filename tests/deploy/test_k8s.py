@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from plate_ocr.cli import build_parser
+from plate_ocr.connection import sentinel_target
 from plate_ocr.constants import RQ_QUEUE_KEY_PREFIX
 from plate_ocr.settings import ENV_PREFIX, Settings
 
@@ -52,6 +53,10 @@ def render(directory: Path) -> list[Doc]:
         assert set(patch) == {"path"}, patch
         body = yaml.safe_load((directory / patch["path"]).read_text())
         target = find(docs, body["kind"], body["metadata"]["name"])  # must exist
+        if body.get("$patch") == "delete":  # strategic merge's deletion of a whole object
+            assert set(body) == {"$patch", "apiVersion", "kind", "metadata"}, body
+            docs.remove(target)
+            continue
         _merge(target, body)
     for image in kustomization.get("images", []):
         for container in containers(docs):
@@ -441,3 +446,62 @@ def test_pods_run_as_the_user_the_images_create(overlay: tuple[str, list[Doc]]) 
     for dockerfile in ("Dockerfile.cuda", "Dockerfile.cpu"):
         created = re.search(r"useradd .*--uid (\d+)", (ROOT / "deploy" / dockerfile).read_text())
         assert created is not None and int(created.group(1)) == uid, dockerfile
+
+
+# -- the Sentinel variant (deploy/k8s/ha) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ha_docs() -> list[Doc]:
+    return render(K8S / "ha")
+
+
+def test_the_ha_variant_points_the_workers_at_sentinel_and_waits_for_a_replica(
+    ha_docs: list[Doc],
+) -> None:
+    settings = worker_settings(ha_docs)
+    target = sentinel_target(settings)
+    assert target is not None and target.sentinels and target.master
+    assert settings.replicas_to_wait == 1
+    # The single Redis pod of the base is gone, and nothing else refers to it.
+    kinds_names = {(d["kind"], d["metadata"]["name"]) for d in ha_docs}
+    assert not kinds_names & {
+        ("Deployment", "redis"), ("Service", "redis"), ("PersistentVolumeClaim", "redis-data")
+    }  # fmt: skip
+    for doc in ha_docs:
+        if (doc["apiVersion"], doc["kind"]) in _CORE:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        elif (doc["apiVersion"], doc["kind"]) in _CRD_SCHEMAS:
+            jsonschema.validate(doc, _CRD_SCHEMAS[(doc["apiVersion"], doc["kind"])])
+
+
+def test_the_ha_variant_scales_on_the_queue_through_the_same_sentinels(
+    ha_docs: list[Doc],
+) -> None:
+    settings = worker_settings(ha_docs)
+    target = sentinel_target(settings)
+    assert target is not None
+    (trigger,) = find(ha_docs, "ScaledObject", "plate-ocr-worker")["spec"]["triggers"]
+    assert trigger["type"] == "redis-sentinel"
+    meta = trigger["metadata"]
+    assert meta["addresses"] == ",".join(f"{h}:{p}" for h, p in target.sentinels)
+    assert meta["sentinelMaster"] == target.master
+    assert int(meta["databaseIndex"]) == target.db
+    assert meta["listName"] == RQ_QUEUE_KEY_PREFIX + settings.queue
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl to compare with")
+def test_our_rendering_of_the_ha_variant_matches_kubectl_kustomize(ha_docs: list[Doc]) -> None:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / "ha")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    theirs = [d for d in yaml.safe_load_all(out) if d]
+
+    def key(doc: Doc) -> str:
+        return json.dumps(doc, sort_keys=True)
+
+    assert sorted(map(key, ha_docs)) == sorted(map(key, theirs))

@@ -2,10 +2,20 @@ import random
 
 import pytest
 import redis
+import redis.sentinel
 
-from plate_ocr.connection import Backoff, RedisUnavailable, connect, retry_on_disconnect
+from plate_ocr.connection import (
+    Backoff,
+    RedisUnavailable,
+    SentinelTarget,
+    async_connect,
+    connect,
+    describe,
+    retry_on_disconnect,
+    sentinel_target,
+)
 from plate_ocr.constants import REDIS_SOCKET_TIMEOUT_S
-from plate_ocr.errors import PlateOcrError
+from plate_ocr.errors import ConfigError, PlateOcrError
 from plate_ocr.settings import Settings
 
 
@@ -124,3 +134,67 @@ def test_retry_against_a_dead_server_raises_redis_unavailable() -> None:
         retry_on_disconnect(
             client.ping, backoff=Backoff(max_s=0.05, base_s=0.01), give_up_after_s=0.3
         )
+
+
+# --- Sentinel ----------------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_the_sentinels_the_master_the_db_and_the_login() -> None:
+    settings = Settings(redis_url="redis+sentinel://app:s%40cret@s1:26379,s2:26380/plates/3")
+    assert sentinel_target(settings) == SentinelTarget(
+        sentinels=(("s1", 26379), ("s2", 26380)),
+        master="plates",
+        db=3,
+        username="app",
+        password="s@cret",
+        ssl=False,
+    )
+    assert "s@cret" not in describe(settings) and "plates" in describe(settings)
+
+
+def test_sentinels_can_come_as_two_settings_with_the_url_giving_db_password_and_tls() -> None:
+    settings = Settings.from_env(
+        {
+            "PLATE_OCR_SENTINELS": "s1:26379, s2:26379",
+            "PLATE_OCR_SENTINEL_MASTER": "plates",
+            "PLATE_OCR_REDIS_URL": "rediss://:pw@ignored:6379/2",
+        }
+    )
+    target = sentinel_target(settings)
+    assert target is not None
+    assert target.sentinels == (("s1", 26379), ("s2", 26379))
+    assert (target.master, target.db, target.password, target.ssl) == ("plates", 2, "pw", True)
+
+
+def test_a_plain_url_is_no_sentinel() -> None:
+    assert sentinel_target(Settings(redis_url="redis://h:6379/0")) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "message"),
+    [
+        ("redis+sentinel://s1:26379", {}, "a Sentinel URL is"),
+        ("redis+sentinel://s1/plates/0", {}, "is not host:port"),
+        ("redis+sentinel://s1:26379/plates/x", {}, "is not a number"),
+        ("redis+sentinel://s1:26379/m/0", {"PLATE_OCR_SENTINELS": "s1:1"}, "or PLATE_OCR_SENT"),
+        ("redis://h:6379/0", {"PLATE_OCR_SENTINELS": "s1:26379"}, "go together"),
+    ],
+)
+def test_a_malformed_sentinel_setting_is_a_clear_error(
+    url: str, env: dict[str, str], message: str
+) -> None:
+    settings = Settings.from_env({"PLATE_OCR_REDIS_URL": url, **env})
+    with pytest.raises(ConfigError, match=message):
+        connect(settings)
+
+
+def test_connect_behind_sentinel_asks_sentinel_for_the_primary_lazily() -> None:
+    settings = Settings(redis_url="rediss+sentinel://:pw@127.0.0.1:1/plates/5")
+    client = connect(settings, client_name="plate-ocr-test")  # nothing listens on port 1: no I/O
+    pool = client.connection_pool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    assert pool.service_name == "plates"
+    kwargs = pool.connection_kwargs
+    assert (kwargs["db"], kwargs["password"], kwargs["decode_responses"]) == (5, "pw", False)
+    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert async_connect(settings).connection_pool.service_name == "plates"  # type: ignore[attr-defined]

@@ -44,18 +44,18 @@ def queued_plate_job(client: redis.Redis, settings: Settings, job_id: str) -> Pl
 
 
 @pytest.fixture
-def producer(settings: Settings, fake_redis: redis.Redis) -> PlateProducer:
-    return PlateProducer(settings, connection=fake_redis)
+def producer(settings: Settings, redis_client: redis.Redis) -> PlateProducer:
+    return PlateProducer(settings, connection=redis_client)
 
 
 # --- the job as RQ stores it -------------------------------------------------------------------
 
 
 def test_a_job_is_an_rq_job_in_rqs_own_layout(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     job_id = producer.submit(b"\x89PNG...", camera_id="gate-3", metadata={"lane": 2})
-    job = queued_job(fake_redis, settings, job_id)
+    job = queued_job(redis_client, settings, job_id)
     assert job.id == job_id
     assert job.func_name == JOB_FUNC_NAME
     assert job.origin == settings.queue
@@ -64,17 +64,17 @@ def test_a_job_is_an_rq_job_in_rqs_own_layout(
         settings.failure_ttl_s,
         settings.lease_s,
     )
-    assert rq.Queue(settings.queue, connection=fake_redis).job_ids == [job_id]
-    plate_job = queued_plate_job(fake_redis, settings, job_id)
+    assert rq.Queue(settings.queue, connection=redis_client).job_ids == [job_id]
+    plate_job = queued_plate_job(redis_client, settings, job_id)
     assert (plate_job.job_id, plate_job.image_b64) == (job_id, b"\x89PNG...")
     assert (plate_job.camera_id, plate_job.metadata) == ("gate-3", {"lane": 2})
 
 
 def test_a_job_is_stored_as_json_never_pickle(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     job_id = producer.submit(b"img")
-    data = fake_redis.hget(f"rq:job:{job_id}", "data")
+    data = redis_client.hget(f"rq:job:{job_id}", "data")
     assert isinstance(data, bytes)
     func, _instance, args, _kwargs = json.loads(zlib.decompress(data))
     assert func == JOB_FUNC_NAME
@@ -82,12 +82,12 @@ def test_a_job_is_stored_as_json_never_pickle(
 
 
 def test_submit_passes_every_job_field_through(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     box = DetectorBox(x1=1, y1=2, x2=30, y2=12, confidence=0.8)
     job_id = producer.submit(b"img", job_id="cam3_000123", box=box, track_id="t-9")
     assert job_id == "cam3_000123"
-    plate_job = queued_plate_job(fake_redis, settings, job_id)
+    plate_job = queued_plate_job(redis_client, settings, job_id)
     assert (plate_job.box, plate_job.track_id) == (box, "t-9")
 
 
@@ -95,13 +95,13 @@ def test_submit_passes_every_job_field_through(
 
 
 def test_submit_reads_a_file_given_as_path_or_str(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis, tmp_path: Path
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     image = tmp_path / "crop.jpg"
     image.write_bytes(b"jpeg bytes")
     for given in (image, str(image)):
         job_id = producer.submit(given)
-        assert queued_plate_job(fake_redis, settings, job_id).image_b64 == b"jpeg bytes"
+        assert queued_plate_job(redis_client, settings, job_id).image_b64 == b"jpeg bytes"
 
 
 def test_a_missing_file_is_an_image_not_found_error(
@@ -114,12 +114,12 @@ def test_a_missing_file_is_an_image_not_found_error(
 
 
 def test_references_are_sent_as_they_are(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     by_ref = producer.submit_ref("file:///data/crops/a.jpg")
     by_str = producer.submit("redis://plate-ocr:image:abc")
-    assert queued_plate_job(fake_redis, settings, by_ref).image_ref == "file:///data/crops/a.jpg"
-    by_str_job = queued_plate_job(fake_redis, settings, by_str)
+    assert queued_plate_job(redis_client, settings, by_ref).image_ref == "file:///data/crops/a.jpg"
+    by_str_job = queued_plate_job(redis_client, settings, by_str)
     assert (by_str_job.image_ref, by_str_job.image_b64) == ("redis://plate-ocr:image:abc", None)
 
 
@@ -129,20 +129,20 @@ def test_submit_ref_refuses_anything_but_file_and_redis_urls(producer: PlateProd
 
 
 def test_put_image_stores_bytes_that_expire_and_returns_their_reference(
-    producer: PlateProducer, fake_redis: redis.Redis
+    producer: PlateProducer, redis_client: redis.Redis
 ) -> None:
     ref = producer.put_image(b"jpeg bytes")
     key = ref.removeprefix("redis://")
     assert key.startswith(REDIS_IMAGE_KEY_PREFIX)
-    assert fake_redis.get(key) == b"jpeg bytes"
-    assert fake_redis.ttl(key) > 0
+    assert redis_client.get(key) == b"jpeg bytes"
+    assert redis_client.ttl(key) > 0
 
 
 def test_an_image_over_the_byte_limit_is_refused_before_it_is_read(
-    settings: Settings, fake_redis: redis.Redis, tmp_path: Path
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     producer = PlateProducer(
-        settings.model_copy(update={"max_image_bytes": 10}), connection=fake_redis
+        settings.model_copy(update={"max_image_bytes": 10}), connection=redis_client
     )
     big = tmp_path / "big.jpg"
     big.write_bytes(b"x" * 11)
@@ -155,9 +155,9 @@ def test_an_image_over_the_byte_limit_is_refused_before_it_is_read(
     producer.submit(b"x" * 10)
 
 
-def test_metadata_over_its_limit_is_refused(settings: Settings, fake_redis: redis.Redis) -> None:
+def test_metadata_over_its_limit_is_refused(settings: Settings, redis_client: redis.Redis) -> None:
     producer = PlateProducer(
-        settings.model_copy(update={"max_metadata_bytes": 20}), connection=fake_redis
+        settings.model_copy(update={"max_metadata_bytes": 20}), connection=redis_client
     )
     with pytest.raises(MetadataTooLarge) as info:
         producer.submit(b"img", metadata={"note": "x" * 20})
@@ -223,23 +223,23 @@ def test_encode_png_refuses_what_it_cannot_write_losslessly() -> None:
 
 
 def test_submit_encodes_an_array_to_png(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     array = np.full((20, 60, 3), 200, np.uint8)
     job_id = producer.submit(array)
-    assert queued_plate_job(fake_redis, settings, job_id).image_b64 == encode_png(array)
+    assert queued_plate_job(redis_client, settings, job_id).image_b64 == encode_png(array)
 
 
 # --- batches and backpressure ------------------------------------------------------------------
 
 
 def test_submit_many_is_one_round_trip_after_the_depth_check(
-    producer: PlateProducer, fake_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    producer: PlateProducer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     producer.submit(b"warm-up")  # the first enqueue also asks the server's version, once
     commands: list[Any] = []
     pipelines: list[int] = []
-    real_execute, real_pipeline = fake_redis.execute_command, fake_redis.pipeline
+    real_execute, real_pipeline = redis_client.execute_command, redis_client.pipeline
 
     def counting_execute(*args: Any, **options: Any) -> Any:
         commands.append(args[0])
@@ -249,8 +249,8 @@ def test_submit_many_is_one_round_trip_after_the_depth_check(
         pipelines.append(1)
         return real_pipeline(*args, **kwargs)
 
-    monkeypatch.setattr(fake_redis, "execute_command", counting_execute)
-    monkeypatch.setattr(fake_redis, "pipeline", counting_pipeline)
+    monkeypatch.setattr(redis_client, "execute_command", counting_execute)
+    monkeypatch.setattr(redis_client, "pipeline", counting_pipeline)
     job_ids = producer.submit_many([b"a", b"b", b"c"] * 10)
     assert len(set(job_ids)) == 30
     assert commands == ["LLEN"]
@@ -259,20 +259,20 @@ def test_submit_many_is_one_round_trip_after_the_depth_check(
 
 
 def test_submit_many_sends_plate_jobs_as_they_are(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     job = PlateJob(image_b64=b"img", camera_id="own-camera")
     job_ids = producer.submit_many([job, b"other"], camera_id="batch-camera")
     assert job_ids[0] == job.job_id
-    assert queued_plate_job(fake_redis, settings, job_ids[0]).camera_id == "own-camera"
-    assert queued_plate_job(fake_redis, settings, job_ids[1]).camera_id == "batch-camera"
+    assert queued_plate_job(redis_client, settings, job_ids[0]).camera_id == "own-camera"
+    assert queued_plate_job(redis_client, settings, job_ids[1]).camera_id == "batch-camera"
 
 
 def test_a_full_queue_refuses_more_jobs_and_enqueues_none_of_them(
-    settings: Settings, fake_redis: redis.Redis
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
     producer = PlateProducer(
-        settings.model_copy(update={"max_queue_depth": 3}), connection=fake_redis
+        settings.model_copy(update={"max_queue_depth": 3}), connection=redis_client
     )
     with pytest.raises(QueueFull) as info:
         producer.submit_many([b"a", b"b", b"c", b"d"])
@@ -393,8 +393,8 @@ def test_importing_the_producer_and_schemas_loads_no_model_stack() -> None:
 
 
 def test_submit_many_marks_every_crop_with_the_track(
-    producer: PlateProducer, settings: Settings, fake_redis: redis.Redis
+    producer: PlateProducer, settings: Settings, redis_client: redis.Redis
 ) -> None:
     ids = producer.submit_many([b"a", b"b"], camera_id="gate-3", track_id="car-17")
-    jobs = [queued_plate_job(fake_redis, settings, job_id) for job_id in ids]
+    jobs = [queued_plate_job(redis_client, settings, job_id) for job_id in ids]
     assert {(job.camera_id, job.track_id) for job in jobs} == {("gate-3", "car-17")}

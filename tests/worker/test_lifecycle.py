@@ -49,9 +49,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
     # This checkout's code, not whichever one the venv has installed in editable mode.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name != "allowed_roots":
-            env[f"PLATE_OCR_{name.upper()}"] = str(value)
+    env.update(settings.as_env())
     return env
 
 
