@@ -60,14 +60,20 @@ class TorchDetector:
             cache_dir=cache_dir,
         )
         self._half = bool(getattr(self._runtime, "fp16", False))
+        # Only torch's own convolutions take a strided (channels-last) view; the exports read
+        # raw memory as NCHW (TensorRT is handed `data_ptr()`), so they get a dense copy.
+        self._dense = backend != "torch"
         self._end2end = bool(getattr(self._runtime, "end2end", False))
 
     def to_pixels(self, canvas: npt.NDArray[np.uint8]) -> torch.Tensor:
         # uint8 crosses to the device (4x less to copy than float). The NCHW view of the NHWC
         # canvas is channels-last in memory, which is the layout the CPU convolutions run in,
-        # so it is converted to float in place of being transposed.
+        # so for torch it is converted to float in place of being transposed. An export gets
+        # contiguous NCHW, made in the same pass as the conversion to float.
         pixels = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2)
-        return (pixels.half() if self._half else pixels.float()).div_(255)
+        dtype = torch.float16 if self._half else torch.float32
+        layout = torch.contiguous_format if self._dense else torch.preserve_format
+        return pixels.to(dtype, memory_format=layout).div_(255)
 
     def detect(self, batch: PlateBatch, *, confidence: float) -> list[Detections]:
         with torch.inference_mode():
