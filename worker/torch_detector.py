@@ -7,6 +7,7 @@ this module imports torch; nothing on the light path does.
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,6 +66,10 @@ class TorchDetector:
         self._dense = backend != "torch"
         self._end2end = bool(getattr(self._runtime, "end2end", False))
 
+    @property
+    def _on_device(self) -> AbstractContextManager[Any]:
+        return torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
+
     def to_pixels(self, canvas: npt.NDArray[np.uint8]) -> torch.Tensor:
         # uint8 crosses to the device (4x less to copy than float). The NCHW view of the NHWC
         # canvas is channels-last in memory, which is the layout the CPU convolutions run in,
@@ -76,7 +81,10 @@ class TorchDetector:
         return pixels.to(dtype, memory_format=layout).div_(255)
 
     def detect(self, batch: PlateBatch, *, confidence: float) -> list[Detections]:
-        with torch.inference_mode():
+        # The device entered on the calling thread: CUDA's current device is per thread, and
+        # TensorRT launches on the current one, so from the reader's stage-pool threads an
+        # engine on cuda:1 would otherwise run on cuda:0.
+        with self._on_device, torch.inference_mode():
             raw = self._runtime(batch.pixels)
             head = raw[0] if isinstance(raw, list | tuple) else raw
             found, kept = non_max_suppression(

@@ -209,3 +209,58 @@ def test_workers_of_one_device_build_an_engine_once(
     for t in threads:
         t.join()
     assert len(exports) == 1 and len(set(results)) == 1 and len(results) == 4
+
+
+def test_a_worker_process_makes_its_gpu_the_current_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.cli import pin_cuda_device
+
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    pin_cuda_device("cuda:2")
+    pin_cuda_device("cpu")
+    assert chosen == [torch.device("cuda:2")]
+    with pytest.raises(DeviceUnavailable, match="4 CUDA device"):
+        pin_cuda_device("cuda:7")
+
+
+def test_the_runtime_runs_inside_its_device_on_any_thread(
+    fake_engine: _FakeEngine, monkeypatch: pytest.MonkeyPatch, char_model_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    reader = PlateReader(
+        char_model_path, reader="detector", backend="engine", calibration=Calibration(models={})
+    )
+    batch = reader.preprocess(_CROPS)
+    current: list[str] = []
+    seen: list[list[str]] = []
+
+    @contextmanager
+    def device(name: str) -> Any:  # torch.cuda.device, recorded: it sets the thread's device
+        current.append(name)
+        yield
+        current.pop()
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(fake_engine, "calls", _Recorder(seen, current))
+    reader._detector.device = "cuda:1"  # type: ignore[attr-defined]  # as loaded on a GPU
+    with ThreadPoolExecutor(1) as pool:  # a stage-pool thread, whose current device is 0
+        pool.submit(reader._detector.detect, batch, confidence=0.25).result()
+    assert seen == [["cuda:1"]] and current == []
+
+
+class _Recorder(list[tuple[int, ...]]):
+    """A fake engine's call log that also notes the devices entered at each call."""
+
+    def __init__(self, seen: list[list[str]], current: list[str]) -> None:
+        super().__init__()
+        self._seen, self._current = seen, current
+
+    def append(self, shape: tuple[int, ...]) -> None:
+        self._seen.append(list(self._current))
+        super().append(shape)
