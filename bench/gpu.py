@@ -68,6 +68,7 @@ def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
         return False
 
     loaded: list[str] = []
+    failed: list[str] = []
     for backend in args.backends:
         if not time_left(f"raw {backend}"):
             continue
@@ -83,6 +84,7 @@ def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
             )
         except PlateOcrError as e:  # tensorrt missing, no CUDA, a failed export: said, not fatal
             skip(f"raw {backend}", f"cannot load: {e}")
+            failed.append(backend)
             continue
         loaded.append(backend)
         load_s = time.monotonic() - t0  # an engine's first build is here, then it is cached
@@ -98,7 +100,9 @@ def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
         del reader
 
     report["end_to_end"] = []
-    e2e_backend = args.e2e_backend or (loaded[-1] if loaded else None)
+    # The last backend that loaded; if the deadline left none tried, the last not known bad.
+    untried = [b for b in args.backends if b not in failed]
+    e2e_backend = args.e2e_backend or (loaded or untried or [None])[-1]
     report["config"]["e2e_backend"] = e2e_backend
     if e2e_backend is None:
         for what in ["bookkeeping", *(f"end to end, {p} process(es)" for p in args.procs)]:

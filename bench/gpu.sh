@@ -8,8 +8,9 @@
 # Installs nothing: run it in the project's venv (.venv, or $PYTHON). Except:
 #   bench/gpu.sh --target-image [OUT.json] [gpu.py flags]
 # on the lent GPU machine's image (no registry there): installs the wheels that
-# bench/gpu_wheels.sh put in .whl/ (carry it) into $SITE (/tmp/site) for its python3, then runs the
-# table with its JSON (default $OUT/bench-gpu.json) and log ($OUT/gpu.log) under $OUT.
+# bench/gpu_wheels.sh put in .whl/ (carry it; or $WHEELS) into $SITE (/tmp/site) for its
+# python3, then runs the table with its JSON (default $OUT/bench-gpu.json) and log
+# ($OUT/gpu.log) under $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -17,14 +18,15 @@ py=${PYTHON:-.venv/bin/python}
 export YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
 if [ "${1:-}" = "--target-image" ]; then
   shift
-  if ! compgen -G ".whl/*.whl" >/dev/null; then
-    echo "gpu.sh: no wheels in .whl/: run bench/gpu_wheels.sh on a machine with a registry" >&2
+  wheels=${WHEELS:-.whl}
+  if ! compgen -G "$wheels/*.whl" >/dev/null; then
+    echo "gpu.sh: no wheels in $wheels: run bench/gpu_wheels.sh where a registry is" >&2
     exit 2
   fi
   py=${PYTHON:-python3}
   site=${SITE:-/tmp/site}
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" .whl/*.whl
+    --target "$site" "$wheels"/*.whl
   export PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH}
   out=${OUT:-.}
   mkdir -p "$out"

@@ -179,6 +179,17 @@ def test_gpu_sh_lists_what_its_deadline_left_out(tiny_model: Path, tmp_path: Pat
     ]
 
 
+def test_gpu_sh_on_the_target_image_needs_the_wheels_first(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(REPO / "bench" / "gpu.sh"), "--target-image"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=os.environ | {"WHEELS": str(tmp_path), "OUT": str(tmp_path / "out")},
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert f"no wheels in {tmp_path}: run bench/gpu_wheels.sh" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_views_bench_scores_each_set_of_views() -> None:
     done = subprocess.run(
         [
