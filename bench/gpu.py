@@ -22,6 +22,9 @@ The CPU-reachable parts run in tests/test_bench.py at tiny sizes (--device cpu).
 import argparse
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,10 +163,13 @@ def _write(path: Path, report: dict[str, Any]) -> None:
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    gpu = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None
+    gpu = None
+    if args.device.startswith("cuda") and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(args.device)  # no CUDA: every backend says why, below
     return {
         "device": args.device,
         "gpu": gpu,
+        "nvidia_driver": _driver(),
         "backends": args.backends,
         "sizes": args.sizes,
         "procs": args.procs,
@@ -173,6 +179,16 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
     }
+
+
+def _driver() -> dict[str, str] | None:
+    """The NVIDIA driver's version and the CUDA version it supports, from `nvidia-smi`'s header
+    (None without one): torch 2.11+ wheels are CUDA 13 builds and need driver 580+."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+    found = dict(re.findall(r"(Driver|CUDA) Version:\s*([\d.]+)", header))
+    return {"driver": found.get("Driver", "?"), "cuda": found.get("CUDA", "?")}
 
 
 def _ints(text: str) -> list[int]:

@@ -179,6 +179,28 @@ def test_gpu_sh_lists_what_its_deadline_left_out(tiny_model: Path, tmp_path: Pat
     ]
 
 
+def test_gpu_sh_with_no_usable_gpu_still_writes_its_whole_table(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: this is the no-GPU case")
+    out = tmp_path / "gpu.json"
+    run = subprocess.run(
+        [str(REPO / "bench" / "gpu.sh"), str(out), "--device", "cuda:0", "--procs", "1,2"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
+        | {"YOLO_OFFLINE": "1", "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["raw"] == [] and report["end_to_end"] == []
+    rows = [s["row"] for s in report["skipped"]]
+    assert rows == ["raw torch", "raw engine", "bookkeeping", *(
+        f"end to end, {n} process(es)" for n in (1, 2))]  # fmt: skip
+    assert "CUDA is not available" in report["skipped"][0]["reason"]
+    assert f"wrote {out}" in run.stdout
+
+
 def test_gpu_sh_on_the_target_image_needs_the_wheels_first(tmp_path: Path) -> None:
     run = subprocess.run(
         [str(REPO / "bench" / "gpu.sh"), "--target-image"],
