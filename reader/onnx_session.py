@@ -11,7 +11,7 @@ from typing import Any
 
 from plate_ocr.errors import ModelError
 
-__all__ = ["open_session"]
+__all__ = ["Provider", "open_session"]
 
 Provider = str | tuple[str, dict[str, str]]
 
@@ -38,6 +38,11 @@ def open_session(
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        session = ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
         raise ModelError(f"ONNX Runtime cannot load the {what} {path}: {e}") from e
+    # By default a provider error inside run() makes ONNX Runtime print a line, rebuild the
+    # session on the CPU for good and retry: a GPU reader would go on at CPU speed unseen.
+    # Disabled, the error reaches the caller (a failed model call, retried and counted).
+    session.disable_fallback()
+    return session

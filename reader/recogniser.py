@@ -28,9 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
-from plate_ocr.errors import ModelError
+from plate_ocr.errors import DeviceUnavailable, ModelError
 from reader.bundle import file_sha256
-from reader.onnx_session import open_session
+from reader.onnx_session import Provider, open_session
 from schemas.reading import ModelInfo
 
 log = logging.getLogger("plate_ocr.reader.recogniser")
@@ -116,7 +116,7 @@ class LineRead:
         return "".join(CLASS_NAMES[int(c.probs.argmax())] for c in self.characters())
 
 
-def _providers(device: str, available: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:
+def _providers(device: str, available: Sequence[str]) -> list[Provider]:
     """ONNX Runtime's CUDA provider on the reader's GPU when this onnxruntime has it
     (onnxruntime-gpu); otherwise the CPU, said out loud: on a GPU box the recogniser on the
     CPU is what caps the fused reader."""
@@ -131,6 +131,22 @@ def _providers(device: str, available: Sequence[str]) -> list[str | tuple[str, d
         device,
     )
     return ["CPUExecutionProvider"]
+
+
+def _check_providers(session: Any, device: str, requested: Sequence[Provider]) -> None:
+    """Raise DeviceUnavailable when a session asked for CUDA came back on the CPU alone: ONNX
+    Runtime builds a CPU-only session, with a printed line and no error, when the CUDA provider
+    is listed but cannot load (a cuDNN or driver mismatch)."""
+    names = [p[0] if isinstance(p, tuple) else p for p in requested]
+    if not device.startswith("cuda") or "CUDAExecutionProvider" not in names:
+        return
+    running = session.get_providers()
+    if "CUDAExecutionProvider" not in running:
+        raise DeviceUnavailable(
+            f"the line recogniser was asked to run on {device}, but ONNX Runtime's CUDA "
+            f"provider did not load (the session runs on {', '.join(running)}): check that "
+            "onnxruntime-gpu matches this machine's CUDA and cuDNN"
+        )
 
 
 class LineRecogniser:
@@ -152,13 +168,11 @@ class LineRecogniser:
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
         if not path.is_file():
             raise ModelError(f"no recogniser model at {path}")
+        providers = _providers(device, ort.get_available_providers())
         self._session = open_session(
-            path,
-            threads=threads,
-            spinning=spinning,
-            providers=_providers(device, ort.get_available_providers()),
-            what="recogniser",
+            path, threads=threads, spinning=spinning, providers=providers, what="recogniser"
         )
+        _check_providers(self._session, device, providers)
         self._input = self._session.get_inputs()[0].name
         fold = _fold_alphabet(self._session.get_modelmeta().custom_metadata_map)
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.

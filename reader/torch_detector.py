@@ -7,6 +7,7 @@ this module imports torch; nothing on the light path does.
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,42 +61,65 @@ class TorchDetector:
             cache_dir=cache_dir,
         )
         self._half = bool(getattr(self._runtime, "fp16", False))
+        # Only torch's own convolutions take a strided (channels-last) view; the exports read
+        # raw memory as NCHW (TensorRT is handed `data_ptr()`), so they get a dense copy.
+        self._dense = backend != "torch"
         self._end2end = bool(getattr(self._runtime, "end2end", False))
+
+    @property
+    def _on_device(self) -> AbstractContextManager[Any]:
+        return torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
 
     def to_pixels(self, canvas: npt.NDArray[np.uint8]) -> torch.Tensor:
         # uint8 crosses to the device (4x less to copy than float). The NCHW view of the NHWC
         # canvas is channels-last in memory, which is the layout the CPU convolutions run in,
-        # so it is converted to float in place of being transposed.
+        # so for torch it is converted to float in place of being transposed. An export gets
+        # contiguous NCHW, made in the same pass as the conversion to float.
         pixels = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2)
-        return (pixels.half() if self._half else pixels.float()).div_(255)
+        dtype = torch.float16 if self._half else torch.float32
+        layout = torch.contiguous_format if self._dense else torch.preserve_format
+        return pixels.to(dtype, memory_format=layout).div_(255)
 
     def detect(self, batch: PlateBatch, *, confidence: float) -> list[Detections]:
-        with torch.inference_mode():
+        # The device entered on the calling thread: CUDA's current device is per thread, and
+        # TensorRT launches on the current one, so from the reader's stage-pool threads an
+        # engine on cuda:1 would otherwise run on cuda:0.
+        with self._on_device, torch.inference_mode():
             raw = self._runtime(batch.pixels)
             head = raw[0] if isinstance(raw, list | tuple) else raw
             found, kept = non_max_suppression(
                 head, confidence, IOU, max_det=MAX_DET, end2end=self._end2end, return_idxs=True
             )
-            return [
-                self._detections(head[i], rows, idx, shape)
-                for i, (rows, idx, shape) in enumerate(zip(found, kept, batch.shapes, strict=True))
-            ]
+            # One copy to the host for the whole batch (each kept box's row and its class
+            # scores side by side), not two per crop: on a GPU every copy waits for the device.
+            parts = [r.float() for r in found]
+            if not self._end2end:
+                n_classes = head.shape[1] - 4
+                parts = [
+                    torch.cat([r, head[i, 4:, idx.long()].T.float()], dim=1)
+                    if len(r)
+                    else r.new_zeros((0, r.shape[1] + n_classes))
+                    for i, (r, idx) in enumerate(zip(parts, kept, strict=True))
+                ]
+            table = torch.cat(parts).cpu().numpy()
+        bounds = np.cumsum([0, *(len(r) for r in found)])
+        return [
+            self._detections(table[start:end], shape)
+            for start, end, shape in zip(bounds[:-1], bounds[1:], batch.shapes, strict=True)
+        ]
 
-    def _detections(
-        self, head: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, shape: tuple[int, int]
-    ) -> Detections:
-        rows = rows.float().cpu()
-        classes = rows[:, 5].numpy().astype(np.intp)
-        scores = rows[:, 4].numpy().astype(np.float64)
+    def _detections(self, table: npt.NDArray[np.float32], shape: tuple[int, int]) -> Detections:
+        """One crop's boxes from its rows of the batch's table: x1 y1 x2 y2 score class, then
+        (unless end to end) the 36 class scores."""
+        classes = table[:, 5].astype(np.intp)
+        scores = table[:, 4].astype(np.float64)
         if self._end2end:  # the head keeps no per-class scores: only the winner's is known
-            class_scores = np.zeros((len(rows), len(CLASS_NAMES)))
-            class_scores[np.arange(len(rows)), classes] = scores
-        elif len(rows):
-            class_scores = head[4:, idx.long()].T.float().cpu().numpy().astype(np.float64)
+            class_scores = np.zeros((len(table), len(CLASS_NAMES)))
+            class_scores[np.arange(len(table)), classes] = scores
         else:
-            class_scores = np.zeros((0, head.shape[0] - 4))
+            class_scores = table[:, 6:].astype(np.float64)
         return Detections(
-            xyxy=scale_boxes(self.input_hw, rows[:, :4].numpy(), shape),
+            xyxy=scale_boxes(self.input_hw, table[:, :4], shape),
             scores=scores,
             classes=classes,
             class_scores=class_scores,

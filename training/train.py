@@ -28,7 +28,9 @@ DARKPLATE_CREDIT = "DarkPlate by Stéphane Charette (MIT)"
 
 # Fixed choices, and why:
 # - fliplr 0: a mirrored character is a different (or no) character.
-# - amp off, plots off: CPU training; plots would fetch Arial.ttf from the internet.
+# - amp off by default (CPU training; --amp turns it on for CUDA: ultralytics then checks it
+#   against FP32 first, or, offline, skips that check with a warning), plots off: plots would
+#   fetch Arial.ttf from the internet.
 # - AdamW 1e-3 with 1 warm-up epoch: from scratch in ~12 epochs, SGD warms up too slowly.
 # - close_mosaic 2: the last epochs see whole single crops, as the reader does.
 DEFAULT_HYP: dict[str, Any] = {
@@ -234,6 +236,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.t
         " lr 0.1, which under AdamW undoes much of what the init weights learnt)",
     )
     p.add_argument("--copy-to", type=Path, help="also copy the chosen weights here")
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA; ignored on the CPU)")
     args = p.parse_args(argv)
     weights = train(
         data=args.data,
@@ -256,6 +259,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m training.t
                 ("lr0", args.lr0),
                 ("close_mosaic", args.close_mosaic),
                 ("warmup_epochs", args.warmup_epochs),
+                ("amp", True if args.amp else None),
             )
             if v is not None
         },

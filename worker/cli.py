@@ -13,7 +13,7 @@ from plate_ocr.connection import connect
 from plate_ocr.errors import ConfigError, PlateOcrError
 from plate_ocr.settings import Settings
 
-__all__ = ["run_worker"]
+__all__ = ["pin_cuda_device", "run_worker"]
 
 log = logging.getLogger("plate_ocr.worker.cli")
 
@@ -47,6 +47,7 @@ def _run_one(settings: Settings, *, burst: bool) -> int:
         probes = ProbeServer(metrics, settings, port=settings.metrics_port).start()
     try:
         # Resolves the device before loading anything: a missing GPU is a loud error.
+        pin_cuda_device(settings.device)
         reader = PlateReader.from_settings(settings)
         worker = BatchWorker(
             settings,
@@ -116,7 +117,10 @@ def _pinned(settings: Settings, device: str, n: int) -> Settings:
 
 
 def _child(settings: Settings, burst: bool) -> None:
-
+    # A process group of its own: Ctrl-C at a terminal signals the whole foreground group, so
+    # each child would get SIGINT from the terminal and again from the parent, and a second
+    # signal means "stop now, without draining". Now the parent passes it on, once.
+    os.setpgrp()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -125,3 +129,22 @@ def _child(settings: Settings, burst: bool) -> None:
     except PlateOcrError as e:
         print(f"plate-ocr worker ({settings.device}): error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def pin_cuda_device(device: str) -> None:
+    """Make `device` this process's current CUDA device before anything touches CUDA.
+
+    CUDA's current device is per thread and starts at 0: without this, a child for `cuda:3`
+    creates a context on GPU 0 too, and work its libraries launch without naming a device
+    lands there (reader.torch_detector also enters the device around every call, for the
+    reader's stage-pool threads). The device itself stays named by its index here, as readings
+    and metrics report it, so CUDA_VISIBLE_DEVICES is left as it is.
+    """
+    if not device.startswith("cuda"):
+        return
+    from reader.device import resolve_device  # the light install never gets here with cuda
+
+    resolved = resolve_device(device)  # a missing GPU is this child's loud error, not GPU 0
+    import torch
+
+    torch.cuda.set_device(torch.device(resolved))

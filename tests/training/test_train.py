@@ -111,6 +111,7 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path)
         "SUPPLEMENTS": "",
         "WHEELS": str(tmp_path / "no-wheels"),
         "PYTHON": sys.executable,
+        "WORK": str(tmp_path / "work"),
     }
     done = subprocess.run(
         ["bash", str(repo / "training" / "gpu_recipe.sh")],
@@ -121,5 +122,31 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
-    assert (tmp_path / "out" / "plate_ocr_yolo11n.pt").is_file()
-    assert not (tmp_path / "out" / "data").exists()
+    assert "training on synthetic plates alone" in done.stdout  # SUPPLEMENTS= said out loud
+    out = tmp_path / "out"
+    assert (out / "plate_ocr_yolo11n.pt").is_file()
+    # Only what is worth bringing back: never the generated data or the run's folder.
+    assert {p.name for p in out.iterdir()} <= {
+        "plate_ocr_yolo11n.pt", "train_settings.json", "results.csv", "args.yaml",
+    }  # fmt: skip
+    (settings,) = json.loads((out / "train_settings.json").read_text())
+    assert settings["hyp"]["amp"] is True
+    assert not list(Path(env["WORK"]).iterdir())  # the scratch is removed
+
+
+def test_the_gpu_recipe_refuses_a_supplement_folder_that_is_missing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    missing = tmp_path / "train_darkplate"
+    done = subprocess.run(
+        ["bash", str(repo / "training" / "gpu_recipe.sh")],
+        env={**os.environ, "OUT": str(tmp_path / "out"), "SUPPLEMENTS": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"supplement folder {missing} has no images/ and labels/" in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything ran

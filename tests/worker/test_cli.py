@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -101,3 +102,62 @@ def test_the_worker_command_serves_metrics_and_probes_for_the_bundled_model(
             proc.kill()
         _, stderr = proc.communicate(timeout=30)
     assert "metrics and probes on :" in stderr
+
+
+@pytest.mark.redis
+@pytest.mark.model
+@pytest.mark.slow
+def test_ctrl_c_reaches_each_worker_process_once_and_they_drain(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # As a terminal does: SIGINT to the whole foreground process group. Each child used to get
+    # it twice (the terminal's, then the parent's), and a second signal stops without draining.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATE_OCR_")}
+    env |= {
+        "PLATE_OCR_REDIS_URL": settings.redis_url,
+        "PLATE_OCR_QUEUE": settings.queue,
+        "PLATE_OCR_RESULTS_STREAM": settings.results_stream,
+        "YOLO_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "plate_ocr.cli", "worker", "--device", "cpu"]
+    proc = subprocess.Popen(
+        [*cmd, "--procs-per-device", "2", "--metrics-port", str(port)],
+        env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for p in (port, port + 1):
+            wait_for(lambda p=p: get(p, "/readyz") == (200, "ok\n"), timeout_s=300, what="ready")
+        # Two SIGINTs close together may merge into one, so the group is checked as well: the
+        # terminal's Ctrl-C must reach the parent alone, which passes it on once.
+        children = psutil.Process(proc.pid).children()  # the workers and multiprocessing's tracker
+        workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+        assert len(workers) == 2
+        assert all(os.getpgid(w.pid) != proc.pid for w in workers)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    assert stderr.count("SIGINT: finishing the batch in hand") == 2, stderr[-3000:]
+    assert "stopping now" not in stderr
+
+
+def test_a_worker_process_makes_its_gpu_the_current_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from plate_ocr.errors import DeviceUnavailable
+    from worker.cli import pin_cuda_device
+
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    pin_cuda_device("cuda:2")
+    pin_cuda_device("cpu")
+    assert chosen == [torch.device("cuda:2")]
+    with pytest.raises(DeviceUnavailable, match="4 CUDA device"):
+        pin_cuda_device("cuda:7")
