@@ -24,6 +24,7 @@ from reader.bundle import bundled_model_path, file_sha256
 from reader.detections import Detections
 from reader.detector import IOU, MAX_DET, PlateBatch, resolve_input_hw
 from reader.nms import scale_boxes
+from reader.torch_nms import batched_nms
 from schemas.reading import ModelInfo
 
 __all__ = ["TorchDetector", "load_yolo", "trained_imgsz"]
@@ -65,6 +66,9 @@ class TorchDetector:
         # raw memory as NCHW (TensorRT is handed `data_ptr()`), so they get a dense copy.
         self._dense = backend != "torch"
         self._end2end = bool(getattr(self._runtime, "end2end", False))
+        # On a GPU ultralytics' per-crop NMS loop is thousands of tiny waited-for calls a batch;
+        # on the CPU it costs little, and ultralytics' own stays the reference.
+        self._batched_nms = device.startswith("cuda") and not self._end2end
 
     @property
     def _on_device(self) -> AbstractContextManager[Any]:
@@ -87,9 +91,12 @@ class TorchDetector:
         with self._on_device, torch.inference_mode():
             raw = self._runtime(batch.pixels)
             head = raw[0] if isinstance(raw, list | tuple) else raw
-            found, kept = non_max_suppression(
-                head, confidence, IOU, max_det=MAX_DET, end2end=self._end2end, return_idxs=True
-            )
+            if self._batched_nms:  # one NMS call for the batch, not a Python loop of them
+                found, kept = batched_nms(head, confidence, IOU, max_det=MAX_DET)
+            else:
+                found, kept = non_max_suppression(
+                    head, confidence, IOU, max_det=MAX_DET, end2end=self._end2end, return_idxs=True
+                )
             # One copy to the host for the whole batch (each kept box's row and its class
             # scores side by side), not two per crop: on a GPU every copy waits for the device.
             parts = [r.float() for r in found]

@@ -17,7 +17,7 @@ import reader.backends as backends
 import reader.torch_detector as torch_detector
 from plate_ocr.errors import ConfigError, DeviceUnavailable
 from reader.calibration import Calibration
-from reader.engine import PlateReader
+from reader.engine import PlateBatch, PlateReader
 from reader.onnx_session import open_session
 from reader.recogniser import LineRecogniser, bundled_recogniser_path
 from reader.views import DETECTOR_VIEWS
@@ -248,3 +248,51 @@ class _Recorder(list[tuple[int, ...]]):
     def append(self, shape: tuple[int, ...]) -> None:
         self._seen.append(list(self._current))
         super().append(shape)
+
+
+class _FakeHeadEngine(_FakeEngine):
+    """A runtime whose head has confident, overlapping boxes, so NMS decides things."""
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        empty = super().__call__(pixels)
+        g = torch.Generator().manual_seed(7)
+        n, _, anchors = empty.shape
+        head = torch.rand((n, 40, anchors), generator=g) ** 8 * 0.3
+        head[:, :2] = torch.rand((n, 2, anchors), generator=g) * 200 + 20
+        head[:, 2:4] = torch.rand((n, 2, anchors), generator=g) * 10 + 20
+        head[:, 4 + 7, :200] = 0.3 + 0.6 * torch.rand((n, 200), generator=g)
+        return head
+
+
+def test_on_cuda_the_batch_has_one_nms_call_that_keeps_what_ultralytics_keeps(
+    monkeypatch: pytest.MonkeyPatch, char_model_path: Path
+) -> None:
+    from contextlib import nullcontext
+
+    import reader.torch_nms as torch_nms
+
+    engine = _FakeHeadEngine()
+    monkeypatch.setattr(torch_detector, "load_backend", lambda backend, **_: engine)
+    calls: list[int] = []
+
+    def counted(head: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(head))
+        return torch_nms.batched_nms(head, *args, **kwargs)
+
+    monkeypatch.setattr(torch_detector, "batched_nms", counted)
+    monkeypatch.setattr(torch.cuda, "device", lambda name: nullcontext())
+    options: dict[str, Any] = {
+        "backend": "engine", "imgsz": 256, "input_hw": None, "max_batch": 8, "cache_dir": None,
+    }  # fmt: skip
+    on_cpu = torch_detector.TorchDetector(char_model_path, device="cpu", **options)
+    on_gpu = torch_detector.TorchDetector(char_model_path, device="cuda:0", **options)
+    on_gpu.device = "cpu"  # its tensors stay here; the detector was built for a GPU
+    canvas = np.full((5, *on_cpu.input_hw, 3), 114, dtype=np.uint8)
+    batch = PlateBatch(pixels=on_cpu.to_pixels(canvas), shapes=((64, 128),) * 5)
+    want = on_cpu.detect(batch, confidence=0.25)
+    got = on_gpu.detect(batch, confidence=0.25)
+    assert calls == [5]  # the whole batch in one call
+    assert all(len(w) for w in want)
+    for w, g in zip(want, got, strict=True):
+        assert np.array_equal(w.xyxy, g.xyxy) and np.array_equal(w.classes, g.classes)
+        assert np.array_equal(w.class_scores, g.class_scores)
