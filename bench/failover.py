@@ -27,6 +27,7 @@ Exit status 1 when REPLICAS_TO_WAIT=1 lost or duplicated anything, or readings t
 """
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -36,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -115,7 +116,7 @@ class _Workers:
     """Worker children, and the kill switch armed on their `take` / `finish` lines."""
 
     def __init__(self, settings: Settings, count: int, logs: Path) -> None:
-        env = {**os.environ, **_env_of(settings), "PYTHONPATH": str(Path(__file__).parents[1])}
+        env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(Path(__file__).parents[1])}
         self._armed: tuple[str, Any] | None = None
         self._lock = threading.Lock()
         self.procs = []
@@ -160,14 +161,6 @@ class _Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _env_of(settings: Settings) -> dict[str, str]:
-    out = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name in Settings.model_fields and value not in ((), None):
-            out[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return out
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -314,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="0,1", help="REPLICAS_TO_WAIT settings to run (0,1)")
     parser.add_argument("--rate", type=float, default=100.0, help="jobs submitted per second")
     parser.add_argument("--between-s", type=float, default=8.0, help="seconds between kills")
+    parser.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     reports = []
@@ -330,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row:<18}{cells}")
     for r in reports:
         print(f"kills at {r.replicas_to_wait}: {'; '.join(r.kills)}")
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2))
     bad = [
         r
         for r in reports

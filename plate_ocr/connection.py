@@ -121,7 +121,9 @@ def sentinel_target(settings: Settings) -> SentinelTarget | None:
         raise ConfigError(f"with PLATE_OCR_SENTINELS, PLATE_OCR_REDIS_URL must be redis:// or "
                           f"rediss:// (for the db, password and TLS), not {scheme}://")  # fmt: skip
     return SentinelTarget(
-        sentinels=_host_ports(settings.sentinels, "PLATE_OCR_SENTINELS"),
+        sentinels=_host_ports(
+            [h for h in settings.sentinels.split(",") if h.strip()], "PLATE_OCR_SENTINELS"
+        ),
         master=settings.sentinel_master,
         db=_db(parts.path.strip("/") or "0", settings.redis_url),
         username=unquote(parts.username) if parts.username else None,
@@ -130,7 +132,7 @@ def sentinel_target(settings: Settings) -> SentinelTarget | None:
     )
 
 
-def _host_ports(items: "tuple[str, ...] | list[str]", where: str) -> tuple[tuple[str, int], ...]:
+def _host_ports(items: list[str], where: str) -> tuple[tuple[str, int], ...]:
     out = []
     for item in items:
         host, _, port = item.strip().rpartition(":")

@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     # Redis behind Sentinel (plate_ocr.connection): a `redis+sentinel://h1:26379,h2:26379/MASTER/DB`
     # redis_url (`rediss+sentinel://` for TLS, `user:password@` for the data nodes' AUTH), or
     # these two, with redis_url then giving only the scheme, user, password and db.
-    sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), description="host:port of each Sentinel (comma-separated list)"
+    sentinels: str | None = Field(
+        default=None, description="host:port of each Sentinel, comma-separated"
     )
     sentinel_master: str | None = Field(default=None, description="the name Sentinel monitors")
     sentinel_password: SecretStr | None = Field(
@@ -181,13 +181,6 @@ class Settings(BaseSettings):
             return tuple(Path(p) for p in value.split(os.pathsep) if p)
         return value
 
-    @field_validator("sentinels", mode="before")
-    @classmethod
-    def _split_sentinels(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> "Settings":
         """Settings from an explicit environment mapping plus overrides (CLI flags win)."""
@@ -216,4 +209,4 @@ class Settings(BaseSettings):
 
 
 # How the list settings are written in one variable (their `_split_*` validators above).
-_LIST_SEPARATORS: dict[str, str] = {"allowed_roots": os.pathsep, "sentinels": ","}
+_LIST_SEPARATORS: dict[str, str] = {"allowed_roots": os.pathsep}

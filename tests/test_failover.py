@@ -22,6 +22,7 @@ from bench.redis_ha import RedisHA, wait_for
 from consumers.dashboard.snapshot import Snapshot
 from consumers.events.consolidator import Consolidator
 from plate_ocr.connection import NotReplicated, RedisUnavailable, async_connect, connect
+from plate_ocr.constants import RQ_RESULTS_KEY_PREFIX
 from plate_ocr.settings import Settings
 from plate_ocr.stream import ReadingStream
 from producer import PlateProducer, encode_png
@@ -180,6 +181,9 @@ def test_an_unconfirmed_finish_is_retried_and_publishes_each_reading_once(
     got = stream_readings(client, settings.results_stream)
     assert sorted(r.job_id for r in got) == ids
     assert len({r.reading_id for r in got}) == 3
+    # Nor is the rest of the bookkeeping written again: one RQ result per job, counted once.
+    assert [client.xlen(f"{RQ_RESULTS_KEY_PREFIX}{j}") for j in ids] == [1, 1, 1]
+    assert client.hget(waiting.rq_worker.key, "successful_job_count") == b"3"
 
 
 # --- a failover in the middle of a worker's batch ---------------------------------------------

@@ -145,6 +145,8 @@ return out
 # `job.latest_result()` works.
 # An ok job leaves the failed registry too: RQ's clean-up may have failed it as abandoned while
 # this worker, slow but alive, still had it (Recovery requeues those).
+# The same FINISH sent again (its WAIT came back short, or its reply was lost) finds its reading
+# published and its job ended with it: only the execution is cleaned up, nothing is counted twice.
 # Returns, per job: 1 when its reading was published now, 0 when one was already on the stream.
 FINISH = (
     BULK
@@ -160,30 +162,10 @@ local ended_field, reading_field, entry_field = ARGV[20], ARGV[21], ARGV[22]
 local worker_name = ARGV[23]
 local out, n_ok, n_failed = {}, 0, 0
 local finished_pairs, failed_pairs, ok_ids, composites = {}, {}, {}, {}
-for _, job in ipairs(cmsgpack.unpack(ARGV[24])) do
-  local job_id, exec_id, ok, reading_id = job[1], job[2], job[3], job[4]
-  local failure, started, rtype, payload = job[5], job[6], job[7], job[8]
-  local job_key = job_prefix .. job_id
-  local created_at = redis.call('HGET', job_key, 'created_at') or ''
-  local status, ttl = 'finished', result_ttl
-  if not ok then status, ttl = 'failed', failure_ttl end
-  local ended = {ended_field, created_at, reading_field, reading_id, 'status', status,
-                 'ended_at', now_iso}
-  if not ok then
-    table.insert(ended, 'exc_info')
-    table.insert(ended, failure)
-  end
-
-  if redis.call('SET', published_prefix .. reading_id, '1', 'NX', 'EX', published_ttl) then
-    local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(job[9]))
-    table.insert(ended, entry_field)
-    table.insert(ended, entry)
-    table.insert(out, 1)
-  else
-    table.insert(out, 0)
-  end
+local function finish_job(job_key, job_id, exec_id, ok, ended, started, rtype, payload)
+  local ttl = result_ttl
+  if not ok then ttl = failure_ttl end
   redis.call('HSET', job_key, unpack(ended))
-
   local results_key = results_prefix .. job_id
   redis.call('XADD', results_key, 'MAXLEN', 10, '*', 'worker_name', worker_name,
              'execution_id', exec_id, 'execution_started_at', started,
@@ -200,6 +182,37 @@ for _, job in ipairs(cmsgpack.unpack(ARGV[24])) do
     n_failed = n_failed + 1
     table.insert(failed_pairs, now + failure_ttl)
     table.insert(failed_pairs, job_id)
+  end
+end
+for _, job in ipairs(cmsgpack.unpack(ARGV[24])) do
+  local job_id, exec_id, ok, reading_id = job[1], job[2], job[3], job[4]
+  local failure, started, rtype, payload = job[5], job[6], job[7], job[8]
+  local job_key = job_prefix .. job_id
+  local created_at = redis.call('HGET', job_key, 'created_at') or ''
+  local status = 'finished'
+  if not ok then status = 'failed' end
+  local ended = {ended_field, created_at, reading_field, reading_id, 'status', status,
+                 'ended_at', now_iso}
+  if not ok then
+    table.insert(ended, 'exc_info')
+    table.insert(ended, failure)
+  end
+
+  local repeated = false
+  if redis.call('SET', published_prefix .. reading_id, '1', 'NX', 'EX', published_ttl) then
+    local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(job[9]))
+    table.insert(ended, entry_field)
+    table.insert(ended, entry)
+    table.insert(out, 1)
+  else
+    table.insert(out, 0)
+    -- This very FINISH again (its WAIT came back short, or its reply was lost): the job has
+    -- already ended with this reading; its RQ result and counts are not written twice.
+    local had = redis.call('HMGET', job_key, reading_field, 'status', ended_field)
+    repeated = had[1] == reading_id and had[2] == status and had[3] == created_at
+  end
+  if not repeated then
+    finish_job(job_key, job_id, exec_id, ok, ended, started, rtype, payload)
   end
   local composite = job_id .. ':' .. exec_id
   redis.call('DEL', exec_prefix .. composite)
