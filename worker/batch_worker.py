@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -37,8 +36,8 @@ from plate_ocr.connection import (
 from plate_ocr.constants import WORKER_HEARTBEAT_INTERVAL_S
 from plate_ocr.errors import JobError
 from plate_ocr.settings import Settings
-from reader.image import decode_image
 from schemas import ErrorCode, PlateJob
+from worker.decoder import Decoder
 from worker.inference import Reader, read_each
 from worker.intake import Envelope, admit, envelope_of, load_images
 from worker.ledger import Ledger, Outcome, Taken
@@ -57,13 +56,6 @@ _TAKE_BLOCK_S = 1.0
 # worker waits with backoff either way, holding what it has, and never half-writes (every
 # write is one script).
 _WAIT_OUT: tuple[type[Exception], ...] = (*DISCONNECT_ERRORS, redis.exceptions.OutOfMemoryError)
-
-
-def decode_threads_for(setting: int | None) -> int:
-    """Decode threads for `settings.decode_threads`; None: one per two CPUs, at most 4."""
-    if setting is not None:
-        return setting
-    return min(4, (os.cpu_count() or 1) // 2) if (os.cpu_count() or 1) > 2 else 0
 
 
 def default_worker_name(device: str) -> str:
@@ -96,15 +88,7 @@ class BatchWorker:
             name,
             recogniser=getattr(reader, "recogniser_info", None),  # the fused reader's second model
         )
-        # A batch is decoded in one chunk per thread, not one task per image: a task costs
-        # ~15 us of Python, more than decoding a small crop. None: in the prefetch thread.
-        threads = decode_threads_for(settings.decode_threads)
-        self._decoder = (
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
-            if threads > 1
-            else None
-        )
-        self._decode_chunks = threads
+        self._decoder = Decoder(settings)
         # One per thread (taking, publishing): building one reseeds a Random, ~0.3 ms a batch.
         self._take_backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
         self._publish_backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
@@ -163,8 +147,7 @@ class BatchWorker:
             log.info(
                 "worker %s stopping: %s, %d jobs done", self.ledger.name, reason, self.jobs_done
             )
-            if self._decoder is not None:
-                self._decoder.shutdown(wait=False, cancel_futures=True)
+            self._decoder.close()
             try:
                 self.ledger.register_death()
             except redis.RedisError as e:
@@ -243,7 +226,7 @@ class BatchWorker:
             return prepared
         t0 = time.perf_counter()
         blobs = load_images([pj for _, pj in admitted], self._settings, self._redis)
-        decoded = self._decode_all(blobs)
+        decoded = self._decoder.decode_all(blobs)
         prepared.decode_ms = (time.perf_counter() - t0) * 1000.0 / len(admitted)
         for (taken, pj), image in zip(admitted, decoded, strict=True):
             if isinstance(image, JobError):
@@ -356,28 +339,6 @@ class BatchWorker:
             )
             outcomes.append(Outcome(taken, reading))
         return outcomes
-
-    def _decode_all(self, blobs: Sequence[bytes | JobError]) -> list[np.ndarray | JobError]:
-        if self._decoder is None or len(blobs) < 2 * self._decode_chunks:
-            return [self._decode(blob) for blob in blobs]
-        step = -(-len(blobs) // self._decode_chunks)
-        chunks = [blobs[i : i + step] for i in range(0, len(blobs), step)]
-        return [image for part in self._decoder.map(self._decode_chunk, chunks) for image in part]
-
-    def _decode_chunk(self, blobs: Sequence[bytes | JobError]) -> list[np.ndarray | JobError]:
-        return [self._decode(blob) for blob in blobs]
-
-    def _decode(self, blob: bytes | JobError) -> np.ndarray | JobError:
-        if isinstance(blob, JobError):
-            return blob
-        try:
-            return decode_image(
-                blob,
-                max_bytes=self._settings.max_image_bytes,
-                max_pixels=self._settings.max_image_pixels,
-            )
-        except JobError as e:
-            return e
 
     # -- signals ------------------------------------------------------------------------------
 

@@ -252,17 +252,6 @@ def test_decoding_in_chunks_keeps_every_image_with_its_job(
         assert by_id[job_id].text == f"{30 + k}X{10 + k % 3}"
 
 
-def test_decode_threads_default_to_none_on_two_cores_and_one_per_two_cpus_above(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from worker.batch_worker import decode_threads_for
-
-    for cpus, expected in [(1, 0), (2, 0), (4, 2), (8, 4), (64, 4)]:
-        monkeypatch.setattr("os.cpu_count", lambda cpus=cpus: cpus)
-        assert decode_threads_for(None) == expected
-    assert decode_threads_for(3) == 3
-
-
 @pytest.mark.parametrize("prefetch", [1, 2])
 def test_a_worker_holds_the_batch_it_reads_and_prefetch_batches_more(
     settings: Settings, redis_client: redis.Redis, prefetch: int
