@@ -61,7 +61,7 @@ class DataNode:
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, replica_of: int | None = None) -> None:
+    def start(self, *, replica_of: int | None = None, timeout_s: float = 15.0) -> None:
         args = [
             "redis-server",
             "--port", str(self.port),
@@ -76,7 +76,9 @@ class DataNode:
         if replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(replica_of)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        wait_for(lambda: _answers(self.port), timeout_s=15, what=f"redis-server :{self.port}")
+        wait_for(
+            lambda: _answers(self.port), timeout_s=timeout_s, what=f"redis-server :{self.port}"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook; what the replicas had not received is gone with it."""

@@ -17,18 +17,13 @@ the exit status is 1 when anything was lost or published twice.
 import argparse
 import json
 import logging
-import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +33,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-import psutil
 import redis
 import rq
+from redis_ha import DataNode, wait_for  # bench/ is this script's folder
 from rq.serializers import JSONSerializer
+from soak_workers import WorkerPool
 
 from plate_ocr.connection import Backoff, RedisUnavailable, connect, retry_on_disconnect
 from plate_ocr.constants import JOB_FUNC_NAME
-from plate_ocr.settings import ENV_PREFIX, Settings
+from plate_ocr.settings import Settings
 from producer import PlateProducer, encode_png
 from schemas import ErrorCode, PlateJob, PlateReading
 
@@ -53,9 +49,7 @@ __all__ = ["SoakReport", "main", "run_soak"]
 
 log = logging.getLogger("plate_ocr.bench.soak")
 
-_WORKER_ARG = "_worker"  # a worker child: `soak.py _worker null|model FAILURE_RATE`
 _TICK_S = 0.02  # the producer's pacing step
-_PROBE_TIMEOUT_S = 0.5
 _OK = "ok"
 
 
@@ -84,170 +78,6 @@ class SoakReport:
             f"soak: submitted={self.submitted} ok={self.ok} errors={self.errors} "
             f"lost={self.lost} duplicates={self.duplicates} peak_rss_mb={self.peak_rss_mb}"
         )
-
-
-# -- Redis ----------------------------------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of our own that can be SIGKILLed and restarted on the same port and data."""
-
-    def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.data_dir = data_dir
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        probe = redis.Redis(port=self.port, socket_connect_timeout=_PROBE_TIMEOUT_S)
-        try:
-            _wait_for(lambda: _answers(probe), timeout_s=60, what="redis-server to load its AOF")
-        finally:
-            probe.close()
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)  # no shutdown hook: only the AOF survives
-            self._proc.wait(timeout=30)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.BusyLoadingError):
-        return False
-
-
-def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-# -- workers --------------------------------------------------------------------------------------
-
-
-class WorkerPool:
-    """Worker processes (this file, run as `_worker`), replaced when killed; tracks their RSS."""
-
-    def __init__(
-        self, settings: Settings, *, reader: str, failure_rate: float, log_dir: Path
-    ) -> None:
-        self._env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        self._env.update(settings.as_env())
-        self._reader = reader
-        self._failure_rate = failure_rate
-        self._log_dir = log_dir
-        self._lock = threading.Lock()
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._killed: set[int] = set()
-        self.peak_rss_bytes = 0
-        self.crashes = 0  # workers that exited without being killed by us: always a finding
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        with open(self._log_dir / f"worker-{len(self.procs)}.log", "wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, __file__, _WORKER_ARG, self._reader, str(self._failure_rate)],
-                env=self._env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        with self._lock:
-            self.procs.append(proc)
-        return proc
-
-    def live(self) -> list[subprocess.Popen[bytes]]:
-        with self._lock:
-            return [p for p in self.procs if p.poll() is None]
-
-    def kill_one(self, rng: random.Random) -> None:
-        victim = rng.choice(self.live())
-        self.sample_rss()
-        self._killed.add(victim.pid)
-        victim.kill()
-        victim.wait()
-        self.spawn()
-
-    def replace_crashed(self) -> None:
-        """Start a new worker for each one that died on its own, as a Deployment would."""
-        with self._lock:
-            crashed = [p for p in self.procs if p.poll() is not None and p.pid not in self._killed]
-            self._killed.update(p.pid for p in crashed)
-        for proc in crashed:
-            self.crashes += 1
-            log.error("worker %d exited by itself with %s; replacing it", proc.pid, proc.returncode)
-            self.spawn()
-
-    def sample_rss(self) -> None:
-        for proc in self.live():
-            try:
-                rss = psutil.Process(proc.pid).memory_info().rss
-            except psutil.Error:  # exited between live() and here
-                continue
-            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
-
-    def stop(self, grace_s: float) -> None:
-        live = self.live()
-        self._killed.update(p.pid for p in live)
-        for proc in live:
-            proc.send_signal(signal.SIGTERM)
-        for proc in live:
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-class FlakyReader:
-    """Wraps a reader so that a fraction of its model calls raise, as a GPU out of memory
-    would: the retry path then runs under the same faults as everything else."""
-
-    def __init__(self, reader: Any, failure_rate: float) -> None:
-        self._reader = reader
-        self._failure_rate = failure_rate
-        self._rng = random.Random(os.getpid())
-        self.model_info = reader.model_info
-        self.device = reader.device
-
-    def preprocess(self, images: Any) -> Any:
-        return self._reader.preprocess(images)
-
-    def infer(self, batch: Any) -> Any:
-        if self._rng.random() < self._failure_rate:
-            raise RuntimeError("injected inference failure")
-        return self._reader.infer(batch)
-
-    def read_arrays(self, images: Any) -> Any:
-        return self.infer(self.preprocess(images))
-
-
-def _worker_main(reader_kind: str, failure_rate: float) -> int:
-    # Imported here: the parent needs neither OpenCV nor (with --model) torch.
-    from worker.batch_worker import BatchWorker, Reader
-    from worker.null_reader import NullReader
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env(os.environ)
-    reader: Reader
-    if reader_kind == "model":
-        from reader.engine import PlateReader
-
-        reader = PlateReader.from_settings(settings)
-    else:
-        reader = NullReader()
-    if failure_rate > 0:
-        reader = FlakyReader(reader, failure_rate)
-    connection = connect(settings, client_name="soak-worker")
-    return BatchWorker(settings, reader=reader, connection=connection).work()
 
 
 # -- the producer ---------------------------------------------------------------------------------
@@ -397,9 +227,9 @@ def _check(report: SoakReport, entries: list[dict[bytes, bytes]], expected: dict
 
 def run_soak(args: argparse.Namespace) -> SoakReport:
     workdir = Path(tempfile.mkdtemp(prefix="plate-ocr-soak-"))
-    own = None if args.redis_url else OwnRedis(workdir)
+    own = None if args.redis_url else DataNode(workdir, 0, [])
     if own is not None:
-        own.start()
+        own.start(timeout_s=60)  # a long soak's AOF takes a while to load
     url = args.redis_url or f"redis://127.0.0.1:{own.port}/13"  # type: ignore[union-attr]
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     if client.connection_pool.connection_kwargs.get("db", 0) == 0:
@@ -431,7 +261,7 @@ def run_soak(args: argparse.Namespace) -> SoakReport:
         for _ in range(args.workers):
             pool.spawn()
         workers_key = f"rq:workers:{settings.queue}"
-        _wait_for(lambda: client.scard(workers_key) >= args.workers, timeout_s=120, what="workers")
+        wait_for(lambda: client.scard(workers_key) >= args.workers, timeout_s=120, what="workers")
 
         feeder = Feeder(
             settings,
@@ -456,7 +286,7 @@ def run_soak(args: argparse.Namespace) -> SoakReport:
             elif own is not None:
                 own.kill()
                 time.sleep(args.redis_down_s)  # the outage itself
-                own.start()
+                own.start(timeout_s=60)
                 report.redis_restarts += 1
             log.info("fault %s at %.1f s", kind, time.monotonic() - t_feed)
         while feeder.is_alive():
@@ -538,10 +368,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [_WORKER_ARG]:
-        return _worker_main(argv[1], float(argv[2]))
-    args = _parse(argv)
+    args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.redis_url is None and shutil.which("redis-server") is None:
         raise SystemExit("no redis-server on PATH: install it or pass --redis-url")
