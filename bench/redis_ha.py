@@ -87,6 +87,10 @@ class DataNode:
             self.proc.wait(timeout=10)
 
     @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

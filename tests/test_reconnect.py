@@ -6,12 +6,9 @@ Each test owns a throwaway `redis-server` on a free port, persisting with AOF an
 
 import logging
 import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -20,6 +17,7 @@ import pytest
 import redis
 from rq.registry import StartedJobRegistry
 
+from bench.redis_ha import DataNode, wait_for
 from plate_ocr.connection import RedisUnavailable, connect
 from plate_ocr.settings import Settings
 from producer import PlateProducer, encode_png
@@ -35,78 +33,16 @@ pytestmark = [
 CROP = encode_png(np.full((10, 30, 3), 60, np.uint8))
 
 
-def wait_for(condition: Callable[[], bool], *, timeout_s: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout_s} s: {what or condition}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThrowawayRedis:
-    """A redis-server that can be killed and restarted on the same port with the same data."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--dir", str(self.data_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            wait_for(lambda: self._answers(probe), timeout_s=10, what="redis-server to answer")
-        finally:
-            probe.close()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no final save; only what AOF already has survives."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGKILL)
-        self._proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self.kill()
-
-    @staticmethod
-    def _answers(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.BusyLoadingError:  # replaying the AOF
-            return False
-        except redis.ConnectionError:
-            return False
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    srv = ThrowawayRedis(tmp_path)
+def server(tmp_path: Path) -> Iterator[DataNode]:
+    srv = DataNode(tmp_path, 0, [])
     srv.start()
     yield srv
-    srv.stop()
+    srv.kill()
 
 
 @pytest.fixture
-def settings_for(server: ThrowawayRedis) -> Settings:
+def settings_for(server: DataNode) -> Settings:
     return Settings(
         redis_url=server.url,
         queue="reconnect",
@@ -142,7 +78,7 @@ class GatedReader(NullReader):
 
 
 def test_the_worker_loop_survives_a_redis_restart_and_reads_every_job_redis_kept(
-    server: ThrowawayRedis, settings_for: Settings, caplog: pytest.LogCaptureFixture
+    server: DataNode, settings_for: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="plate_ocr.worker")
     settings = settings_for
@@ -183,7 +119,7 @@ def test_the_worker_loop_survives_a_redis_restart_and_reads_every_job_redis_kept
     assert not thread.is_alive(), "request_stop() did not end the loop"
 
 
-def test_submit_rides_out_a_short_outage(server: ThrowawayRedis, settings_for: Settings) -> None:
+def test_submit_rides_out_a_short_outage(server: DataNode, settings_for: Settings) -> None:
     producer = PlateProducer(settings_for, reconnect_deadline_s=10.0)
     producer.submit(CROP)  # connected once: the pool now holds a socket that is about to die
     server.kill()
@@ -205,7 +141,7 @@ def test_submit_rides_out_a_short_outage(server: ThrowawayRedis, settings_for: S
 
 
 def test_submit_gives_up_with_redis_unavailable_after_its_deadline(
-    server: ThrowawayRedis, settings_for: Settings
+    server: DataNode, settings_for: Settings
 ) -> None:
     producer = PlateProducer(settings_for, reconnect_deadline_s=1.0)
     server.kill()
@@ -220,7 +156,7 @@ def test_submit_gives_up_with_redis_unavailable_after_its_deadline(
 
 
 def test_a_worker_started_while_redis_is_down_waits_for_it(
-    server: ThrowawayRedis, settings_for: Settings
+    server: DataNode, settings_for: Settings
 ) -> None:
     # Was a crash: rq.Worker() asked Redis for the client address in BatchWorker.__init__, and
     # work() registered the worker outside its reconnect loop.
@@ -247,7 +183,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
 
 
 def test_enqueue_rides_out_redis_dropping_after_it_answered(
-    server: ThrowawayRedis,
+    server: DataNode,
     settings_for: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
