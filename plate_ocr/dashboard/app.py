@@ -1,7 +1,8 @@
 """The dashboard's web app: one page, a few read-only JSON endpoints, and the live stream.
 
     GET /                     the page (static/index.html, its script and style sheet)
-    GET /api/readings         newest readings: ?limit=&camera=&status=ok|error&q=PLATE
+    GET /api/readings         newest readings: ?limit=&camera=&status=ok|error&q=PLATE (with
+                              PLATE_OCR_HISTORY_DSN, q searches the PostgreSQL history)
     GET /api/events           newest vehicle events: ?limit=
     GET /api/stats            queue depth, RQ registries, live workers, counts per camera/code
     GET /api/crop/{job_id}    the crop of a reading while Redis still holds it (see crop.py)
@@ -85,6 +86,7 @@ def create_app(
         else connect(settings, client_name="plate-ocr-dashboard")
     )
     snapshot = Snapshot(settings, sync_redis)
+    history = _history(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +107,19 @@ def create_app(
         if status is not None and status not in _STATUSES:
             return JSONResponse({"error": f"status is one of {_STATUSES}"}, status_code=400)
         newest = snapshot.newest_ids()  # before the scan: the stream resumes with no gap
+        query = params.get("q") or None
+        if query and history is not None:
+            # The history (plate-ocr store) holds months, the stream only its newest entries.
+            hits = history.find(query, camera=params.get("camera"), limit=_limit(request))
+            views = [
+                {"entry_id": f"h:{h['reading']['reading_id']}", **h}
+                for h in hits
+                if status is None or h["reading"]["status"] == status
+            ]
+            cursor = "/".join(newest)
+            return JSONResponse(
+                {"readings": views, "scanned": None, "cursor": cursor, "source": "history"}
+            )
         found, scanned = snapshot.readings(
             limit=_limit(request),
             camera=params.get("camera"),
@@ -167,6 +182,15 @@ def create_app(
     )
     token = settings.dashboard_token
     return _Guard(app, token.get_secret_value() if token is not None else None)
+
+
+def _history(settings: Settings) -> Any:
+    """The history search when PLATE_OCR_HISTORY_DSN is set (psycopg, the [history] extra)."""
+    if settings.history_dsn is None:
+        return None
+    from consumers.history.search import History
+
+    return History(settings.history_dsn.get_secret_value())
 
 
 async def _redis_unreachable(request: Request, exc: Exception) -> Response:
