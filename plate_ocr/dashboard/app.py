@@ -4,6 +4,7 @@
     GET /api/readings         newest readings: ?limit=&camera=&status=ok|error&q=PLATE (with
                               PLATE_OCR_HISTORY_DSN, q searches the PostgreSQL history)
     GET /api/events           newest vehicle events: ?limit=
+    GET /api/alerts           newest watch-list alerts: ?limit=; /api/alerts/stream (SSE)
     GET /api/stats            queue depth, RQ registries, live workers, counts per camera/code
     GET /api/crop/{job_id}    the crop of a reading while Redis still holds it (see crop.py)
     GET /api/stream           server-sent events after ?cursor= or Last-Event-ID
@@ -38,6 +39,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plate_ocr.connection import DISCONNECT_ERRORS, connect
+from plate_ocr.dashboard.alerts import alert_messages, newest_alerts, parse_alert_cursor
 from plate_ocr.dashboard.crop import CropUnavailable, find_crop
 from plate_ocr.dashboard.live import async_connect, sse_messages
 from plate_ocr.dashboard.server import is_loopback
@@ -131,6 +133,26 @@ def create_app(
     def events(request: Request) -> Response:
         return JSONResponse({"events": snapshot.events(limit=_limit(request))})
 
+    def alerts(request: Request) -> Response:
+        return JSONResponse(newest_alerts(sync_redis, settings, _limit(request)))
+
+    async def alerts_stream(request: Request) -> Response:
+        given = request.headers.get("last-event-id") or request.query_params.get("cursor")
+        cursor = parse_alert_cursor(given)
+        if cursor is None:
+            if given:
+                return JSONResponse({"error": "cursor is an alerts stream id"}, status_code=400)
+            newest = await request.app.state.live_redis.xrevrange(settings.alerts_stream, count=1)
+            cursor = newest[0][0].decode() if newest else "0-0"
+        messages = alert_messages(
+            request.app.state.live_redis, settings, cursor, idle_timeout_s=stream_idle_timeout_s
+        )
+        return StreamingResponse(
+            messages,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
     def stats(request: Request) -> Response:
         return JSONResponse(snapshot.stats())
 
@@ -173,6 +195,8 @@ def create_app(
             Route("/api/readings", readings),
             Route("/api/events", events),
             Route("/api/stats", stats),
+            Route("/api/alerts", alerts),
+            Route("/api/alerts/stream", alerts_stream),
             Route("/api/crop/{job_id}", crop),
             Route("/api/stream", stream),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
