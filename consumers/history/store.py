@@ -133,9 +133,31 @@ class HistoryStore:
         rows = [row for i, f in entries if f and (row := make_row(i, f)) is not None]
         if not rows:
             return
-        with db.transaction(), db.cursor() as cursor:
-            cursor.executemany(_INSERT_READING if name == "readings" else _INSERT_EVENT, rows)
+        insert = _INSERT_READING if name == "readings" else _INSERT_EVENT
+        try:
+            with db.transaction(), db.cursor() as cursor:
+                cursor.executemany(insert, rows)
+        except psycopg.DataError:
+            # A value PostgreSQL refuses (a NUL character in a camera id, say) fails the whole
+            # batch: write it row by row, each in a savepoint, so one bad row is skipped (and
+            # said) instead of wedging the group on an entry that can never be stored.
+            rows = self._write_each(db, name, insert, rows)
         self.stored[name] += len(rows)
+
+    @staticmethod
+    def _write_each(
+        db: psycopg.Connection, name: str, insert: str, rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        written = []
+        with db.transaction():
+            for row in rows:
+                try:
+                    with db.transaction():  # a savepoint
+                        db.execute(insert, row)
+                    written.append(row)
+                except psycopg.DataError as e:
+                    log.error("store skips %s %s, which PostgreSQL refuses: %s", name, row[0], e)
+        return written
 
     def _apply_retention(self, db: psycopg.Connection) -> None:
         days = self.settings.history_retention_days

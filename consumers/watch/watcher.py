@@ -22,7 +22,7 @@ from consumers.watch.alerts import AlertPublisher
 from consumers.watch.index import PlateIndex
 from consumers.watch.lists import WatchLists
 from consumers.watch.matcher import Candidate, Match, event_candidates, reading_candidates
-from plate_ocr.connection import Backoff, connect
+from plate_ocr.connection import Backoff, connect, retry_on_disconnect
 from plate_ocr.constants import MAX_BLOCK_MS, WATCH_GROUP
 from plate_ocr.settings import Settings
 from plate_ocr.stream import MalformedEntry, default_consumer_name, parse_entry
@@ -84,6 +84,7 @@ class Watcher:
         self._version = -1
         self._indices: dict[str, tuple[PlateIndex, dict[str, WatchEntry]]] = {}
         self._stop = threading.Event()
+        self._backoff = Backoff(max_s=settings.reconnect_max_backoff_s)
         self.alerts_published = 0
 
     def stop(self) -> None:
@@ -99,7 +100,7 @@ class Watcher:
             self._consumer,
             from_start=from_start,
             claim_idle_ms=self.settings.stream_claim_idle_ms,
-            backoff=Backoff(max_s=self.settings.reconnect_max_backoff_s),
+            backoff=self._backoff,
         )
         while not self._stop.is_set():
             entries = reader.read(count=_BATCH, block_ms=min(_IDLE_TICK_MS, MAX_BLOCK_MS))
@@ -124,7 +125,7 @@ class Watcher:
         sighting = Sighting(subject)
         alerts = [self._alert(sighting, name, e, m) for name, e, m in self.matches(sighting)]
         for alert in alerts:
-            if self._publisher.publish(alert):
+            if self._publish(alert):
                 self.alerts_published += 1
                 log.info(
                     "alert: %s on list %s (%s, score %.2f) at %s",
@@ -135,6 +136,12 @@ class Watcher:
                     alert.camera_id,
                 )
         return alerts
+
+    def _publish(self, alert: PlateAlert) -> bool:
+        def publish() -> bool:
+            return self._publisher.publish(alert)
+
+        return retry_on_disconnect(publish, backoff=self._backoff, what="alert publish")
 
     def matches(self, sighting: Sighting) -> list[tuple[str, WatchEntry, Match]]:
         """(list, entry, match) for every entry that applies to the sighting and matches it."""
@@ -180,9 +187,10 @@ class Watcher:
         )
 
     def _reload_if_changed(self) -> None:
-        if self._lists.version() == self._version:
+        current = retry_on_disconnect(self._lists.version, backoff=self._backoff, what="lists")
+        if current == self._version:
             return
-        version, lists = self._lists.load()
+        version, lists = retry_on_disconnect(self._lists.load, backoff=self._backoff, what="lists")
         self._indices = {
             name: (PlateIndex(e.plate for e in entries), {e.plate: e for e in entries})
             for name, entries in lists.items()

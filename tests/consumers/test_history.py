@@ -239,3 +239,18 @@ def test_the_dashboard_searches_the_history_when_it_is_configured(
         assert answer["source"] == "history"
         plain = client.get("/api/readings").json()  # no query: the stream, as before
         assert plain["readings"] == [] and plain.get("source", "stream") == "stream"
+
+
+def test_a_row_postgresql_refuses_is_skipped_and_the_others_stored(
+    redis_client: redis.Redis, store_settings: Settings, make_reading: Any, publish: Any
+) -> None:
+    s = store_settings
+    publish(redis_client, make_reading("good-1"))
+    publish(redis_client, make_reading("bad", camera_id="gate\x003"))  # text cannot hold NUL
+    publish(redis_client, make_reading("good-2"))
+    HistoryStore(s, consumer="c").run(from_start=True, burst=True)
+    dsn = cast(Any, s.history_dsn).get_secret_value()
+    with psycopg.connect(dsn) as db:
+        stored = db.execute("SELECT job_id FROM readings ORDER BY job_id").fetchall()
+    assert stored == [("good-1",), ("good-2",)]
+    assert cast(Any, redis_client.xpending(s.results_stream, STORE_GROUP))["pending"] == 0

@@ -37,13 +37,15 @@ def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> Non
 
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every POST and answers as told: `statuses`
-    are used up one per request (then 200); `stall` holds requests until it is set."""
+    are used up one per request (then 200); `stall` holds requests until it is set, and
+    from the `stall_from`-th request on (0-based) it is cleared before answering."""
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []
         self.stall = threading.Event()
         self.stall.set()
+        self.stall_from: int | None = None
         self._lock = threading.Lock()
         self._start(port)
 
@@ -56,6 +58,8 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append((dict(self.headers.items()), body))
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if receiver.stall_from == len(receiver.requests) - 1:
+                        receiver.stall.clear()
                 receiver.stall.wait(30)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -247,18 +251,11 @@ def test_a_sender_killed_mid_delivery_loses_and_repeats_nothing_it_acknowledged(
     }
     argv = [sys.executable, "-m", "plate_ocr.cli", "webhook", "--url", receiver.url]
     argv += ["--consumer", "c1", "--from-start"]
-    receiver.statuses = []
-
-    def stall_on_third() -> bool:
-        if len(receiver.requests) >= 3:
-            return True
-        if len(receiver.requests) == 2:
-            receiver.stall.clear()  # the third request will hang: kill the sender then
-        return False
+    receiver.stall_from = 2  # the third request hangs: the sender is killed then
 
     process = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
     try:
-        wait_for(stall_on_third, 30, "the third POST")
+        wait_for(lambda: len(receiver.requests) >= 3, 30, "the third POST")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
@@ -266,6 +263,7 @@ def test_a_sender_killed_mid_delivery_loses_and_repeats_nothing_it_acknowledged(
             process.kill()
     assert receiver.ids() == ids[:3]
     assert pending(redis_client, s, receiver.url) == 1  # only the one in flight
+    receiver.stall_from = None
     receiver.stall.set()
     done = subprocess.run([*argv, "--burst"], env=env, timeout=60, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
