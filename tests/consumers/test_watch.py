@@ -262,3 +262,23 @@ def test_the_lists_command_adds_shows_and_removes(
     assert cli_main(["lists", "remove", "hot", *url]) == 0
     assert WatchLists(redis_client).names() == []
     assert cli_main(["lists", "add", "hot", *url]) == 2  # no --file: a clear error
+
+
+@pytest.mark.redis
+def test_plate_ocr_watch_runs_from_the_command_line(
+    redis_client: redis.Redis,
+    watch_settings: Settings,
+    make_reading: Any,
+    publish: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    WatchLists(redis_client).add("l", [WatchEntry(plate="ABC1234", label="x")])
+    publish(redis_client, make_reading("j1", text="ABC1Z34"))  # Z for 2
+    argv = ["watch", "--redis-url", watch_settings.redis_url]
+    argv += ["--stream", watch_settings.results_stream, "--from-start", "--burst"]
+    argv += ["--threshold", "0.5"]
+    # The CLI's settings come from the environment; the alerts stream has no flag.
+    monkeypatch.setenv("PLATE_OCR_ALERTS_STREAM", watch_settings.alerts_stream)
+    assert cli_main(argv) == 0
+    (alert,) = alerts_on(redis_client, watch_settings)
+    assert alert.threshold == 0.5 and alert.match.edits == ("Z>2",)
