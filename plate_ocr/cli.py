@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="overrides PLATE_OCR_DASHBOARD_HOST (127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="overrides PLATE_OCR_DASHBOARD_PORT")
 
+    _add_consumer_commands(sub)
+
     # Listed for --help; main() hands their arguments to their own parsers.
     for name, what in (
         ("synth", "generate a synthetic YOLO plate dataset"),
@@ -249,6 +251,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The downstream apps of consumers/ (watch lists, webhooks, the history store): one block.
+_CONSUMER_COMMANDS = frozenset({"watch", "lists", "webhook", "store"})
+
+
+def _add_consumer_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("watch", help="alert when a plate on a watch list is read")
+    p.add_argument("--source", choices=("readings", "events"), default="readings")
+    p.add_argument("--threshold", type=float, default=None, help="PLATE_OCR_WATCH_THRESHOLD")
+    p.add_argument("--consumer", default=None, help="default: the host name")
+    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
+
+    p = sub.add_parser("lists", help="watch lists: add NAME --file F, remove NAME, show [NAME]")
+    p.add_argument("action", choices=("add", "remove", "show"))
+    p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--file", type=Path, default=None, help="CSV: plate,label[,camera][,expires]")
+    p.add_argument("--plate", action="append", default=[], help="remove only these plates")
+
+    p = sub.add_parser("webhook", help="POST readings, events or alerts to URLs, signed")
+    p.add_argument("--url", action="append", required=True, help="repeat for several URLs")
+    p.add_argument("--source", choices=("readings", "events", "alerts"), default="readings")
+    p.add_argument("--consumer", default=None, help="default: the host name")
+    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
+
+    p = sub.add_parser("store", help="readings and events into PostgreSQL, searchable")
+    p.add_argument("--dsn", default=None, help="postgresql://... (PLATE_OCR_HISTORY_DSN)")
+    p.add_argument("--consumer", default=None, help="default: the host name")
+    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    p.add_argument("--burst", action="store_true", help="drain the streams, then exit")
+
+
+def _consumer_command(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "lists":
+        from consumers.watch.cli import run_lists
+
+        return run_lists(_settings(args), args.action, args.name, args.file, args.plate)
+    if cmd == "watch":
+        from consumers.watch.watcher import run_watch
+
+        return run_watch(
+            _settings(args, watch_threshold=args.threshold),
+            source=args.source,
+            consumer=args.consumer,
+            from_start=args.from_start,
+            burst=args.burst,
+        )
+    if cmd == "webhook":
+        from consumers.webhook.sender import run_webhook
+
+        return run_webhook(
+            _settings(args),
+            urls=args.url,
+            source=args.source,
+            consumer=args.consumer,
+            from_start=args.from_start,
+            burst=args.burst,
+        )
+    from consumers.history.store import run_store
+
+    return run_store(
+        _settings(args, history_dsn=args.dsn),
+        consumer=args.consumer,
+        from_start=args.from_start,
+        burst=args.burst,
+    )
+
+
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {
         "redis_url": args.redis_url,
@@ -275,6 +346,8 @@ def _reader_settings(
 
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
+    if cmd in _CONSUMER_COMMANDS:
+        return _consumer_command(args)
     if cmd == "read":
         from reader.compat import run_read
 

@@ -139,3 +139,33 @@ PRODUCER_RECONNECT_DEADLINE_S: Final = 30.0
 # PlateProducer.wait() remembers where the results stream ended when each job was submitted, for
 # this many recent jobs; waiting on an older (or foreign) job scans the stream from its start.
 WAIT_CURSORS_MAX: Final = 100_000
+
+# Downstream consumers (consumers/: watch lists and alerts, webhooks, the history store).
+__all__ += [
+    "ALERT_PUBLISHED_KEY_PREFIX",
+    "DEFAULT_ALERTS_STREAM",
+    "DEFAULT_WATCH_THRESHOLD",
+    "DEFAULT_WEBHOOK_DEAD_LETTER_STREAM",
+    "STORE_GROUP",
+    "WATCH_GROUP",
+    "WATCH_LISTS_KEY",
+    "WATCH_LIST_KEY_PREFIX",
+    "WATCH_VERSION_KEY",
+    "WEBHOOK_GROUP_PREFIX",
+]
+# Watch lists: a set of list names, one hash per list (normalised plate -> its entry as JSON),
+# and a counter bumped by every change, which a running watcher polls to reload.
+WATCH_LISTS_KEY: Final = "plate-ocr:watch:lists"
+WATCH_LIST_KEY_PREFIX: Final = "plate-ocr:watch:list:"  # + list name
+WATCH_VERSION_KEY: Final = "plate-ocr:watch:version"
+WATCH_GROUP: Final = "plate-ocr-watch"  # on the results stream, or the events stream
+DEFAULT_ALERTS_STREAM: Final = "plate-ocr:alerts"
+# Set (NX, kept PUBLISHED_TTL_S) with an alert's stream entry: one alert per reading and entry.
+ALERT_PUBLISHED_KEY_PREFIX: Final = "plate-ocr:alert-published:"  # + alerts stream + ":" + id
+# The watcher's default alert threshold (consumers/watch/matcher.py's score): fitted on the
+# first half of real_us_dev's plates by bench/watch.py, the README gives the other half's figures.
+DEFAULT_WATCH_THRESHOLD: Final = 0.2
+# Webhooks: one consumer group per URL (+ the URL's sha256, 16 hex), one dead-letter stream.
+WEBHOOK_GROUP_PREFIX: Final = "plate-ocr-webhook:"
+DEFAULT_WEBHOOK_DEAD_LETTER_STREAM: Final = "plate-ocr:webhook-dead"
+STORE_GROUP: Final = "plate-ocr-store"  # the PostgreSQL history, on readings and on events

@@ -13,11 +13,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from plate_ocr.constants import (
+    DEFAULT_ALERTS_STREAM,
     DEFAULT_CONFIDENCE,
     DEFAULT_EVENTS_STREAM,
     DEFAULT_MQTT_TOPIC_PREFIX,
     DEFAULT_QUEUE,
     DEFAULT_RESULTS_STREAM,
+    DEFAULT_WATCH_THRESHOLD,
+    DEFAULT_WEBHOOK_DEAD_LETTER_STREAM,
 )
 
 __all__ = ["ENV_PREFIX", "Settings"]
@@ -173,6 +176,33 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = Field(default=30, ge=5)
     mqtt_discovery: bool = Field(default=False, description="Home Assistant MQTT discovery")
     mqtt_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[^#+]+$")
+
+    # Watch lists and alerts (plate-ocr watch), webhooks (plate-ocr webhook), the history
+    # (plate-ocr store; the dashboard searches it when history_dsn is set).
+    alerts_stream: str = Field(default=DEFAULT_ALERTS_STREAM, min_length=1)
+    watch_threshold: float = Field(
+        default=DEFAULT_WATCH_THRESHOLD, gt=0.0, le=1.0, description="alert at this score"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of X-Plate-OCR-Signature (required)"
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="then the entry goes to the dead-letter stream"
+    )
+    webhook_backoff_s: float = Field(
+        default=1.0, ge=0, description="before the 2nd attempt, doubled per attempt"
+    )
+    webhook_max_backoff_s: float = Field(default=60.0, ge=0)
+    webhook_dead_letter_stream: str = Field(
+        default=DEFAULT_WEBHOOK_DEAD_LETTER_STREAM, min_length=1
+    )
+    history_dsn: SecretStr | None = Field(
+        default=None, description="postgresql://... of plate-ocr store and the dashboard search"
+    )
+    history_retention_days: int | None = Field(
+        default=None, ge=1, description="plate-ocr store deletes older rows (None: keep all)"
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

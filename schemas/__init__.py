@@ -3,6 +3,7 @@
 Light on purpose: importing this package pulls in pydantic only, never torch or OpenCV.
 """
 
+from schemas.alert import AlertMatch, PlateAlert, WatchEntry, alert_id_for
 from schemas.codes import ErrorCode
 from schemas.event import EventCandidate, EventCharacter, PlateEvent, event_id_for
 from schemas.job import DetectorBox, PlateJob
@@ -20,6 +21,7 @@ from schemas.version import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AlertMatch",
     "Candidate",
     "CharacterReading",
     "DetectorBox",
@@ -27,11 +29,14 @@ __all__ = [
     "EventCandidate",
     "EventCharacter",
     "ModelInfo",
+    "PlateAlert",
     "PlateEvent",
     "PlateJob",
     "PlateReading",
     "ReadingError",
     "Timings",
+    "WatchEntry",
+    "alert_id_for",
     "event_id_for",
     "json_schema",
     "json_schemas",

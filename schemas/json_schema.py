@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import core_schema
 
+from schemas.alert import PlateAlert
 from schemas.event import PlateEvent
 from schemas.job import PlateJob
 from schemas.reading import PlateReading
@@ -32,6 +33,7 @@ CONTRACT_MODELS: Final[tuple[tuple[type[BaseModel], JsonSchemaMode], ...]] = (
     (PlateJob, "validation"),
     (PlateReading, "serialization"),
     (PlateEvent, "serialization"),
+    (PlateAlert, "serialization"),
 )
 
 

@@ -1,8 +1,10 @@
 """The dashboard's web app: one page, a few read-only JSON endpoints, and the live stream.
 
     GET /                     the page (static/index.html, its script and style sheet)
-    GET /api/readings         newest readings: ?limit=&camera=&status=ok|error&q=PLATE
+    GET /api/readings         newest readings: ?limit=&camera=&status=ok|error&q=PLATE (with
+                              PLATE_OCR_HISTORY_DSN, q searches the PostgreSQL history)
     GET /api/events           newest vehicle events: ?limit=
+    GET /api/alerts           newest watch-list alerts: ?limit=; /api/alerts/stream (SSE)
     GET /api/stats            queue depth, RQ registries, live workers, counts per camera/code
     GET /api/crop/{job_id}    the crop of a reading while Redis still holds it (see crop.py)
     GET /api/stream           server-sent events after ?cursor= or Last-Event-ID
@@ -36,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consumers.dashboard.alerts import alert_messages, newest_alerts, parse_alert_cursor
 from consumers.dashboard.crop import CropUnavailable, find_crop
 from consumers.dashboard.live import async_connect, sse_messages
 from consumers.dashboard.server import is_loopback
@@ -85,6 +88,7 @@ def create_app(
         else connect(settings, client_name="plate-ocr-dashboard")
     )
     snapshot = Snapshot(settings, sync_redis)
+    history = _history(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +109,19 @@ def create_app(
         if status is not None and status not in _STATUSES:
             return JSONResponse({"error": f"status is one of {_STATUSES}"}, status_code=400)
         newest = snapshot.newest_ids()  # before the scan: the stream resumes with no gap
+        query = params.get("q") or None
+        if query and history is not None:
+            # The history (plate-ocr store) holds months, the stream only its newest entries.
+            hits = history.find(query, camera=params.get("camera"), limit=_limit(request))
+            views = [
+                {"entry_id": f"h:{h['reading']['reading_id']}", **h}
+                for h in hits
+                if status is None or h["reading"]["status"] == status
+            ]
+            cursor = "/".join(newest)
+            return JSONResponse(
+                {"readings": views, "scanned": None, "cursor": cursor, "source": "history"}
+            )
         found, scanned = snapshot.readings(
             limit=_limit(request),
             camera=params.get("camera"),
@@ -115,6 +132,26 @@ def create_app(
 
     def events(request: Request) -> Response:
         return JSONResponse({"events": snapshot.events(limit=_limit(request))})
+
+    def alerts(request: Request) -> Response:
+        return JSONResponse(newest_alerts(sync_redis, settings, _limit(request)))
+
+    async def alerts_stream(request: Request) -> Response:
+        given = request.headers.get("last-event-id") or request.query_params.get("cursor")
+        cursor = parse_alert_cursor(given)
+        if cursor is None:
+            if given:
+                return JSONResponse({"error": "cursor is an alerts stream id"}, status_code=400)
+            newest = await request.app.state.live_redis.xrevrange(settings.alerts_stream, count=1)
+            cursor = newest[0][0].decode() if newest else "0-0"
+        messages = alert_messages(
+            request.app.state.live_redis, settings, cursor, idle_timeout_s=stream_idle_timeout_s
+        )
+        return StreamingResponse(
+            messages,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
 
     def stats(request: Request) -> Response:
         return JSONResponse(snapshot.stats())
@@ -158,6 +195,8 @@ def create_app(
             Route("/api/readings", readings),
             Route("/api/events", events),
             Route("/api/stats", stats),
+            Route("/api/alerts", alerts),
+            Route("/api/alerts/stream", alerts_stream),
             Route("/api/crop/{job_id}", crop),
             Route("/api/stream", stream),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
@@ -167,6 +206,15 @@ def create_app(
     )
     token = settings.dashboard_token
     return _Guard(app, token.get_secret_value() if token is not None else None)
+
+
+def _history(settings: Settings) -> Any:
+    """The history search when PLATE_OCR_HISTORY_DSN is set (psycopg, the [history] extra)."""
+    if settings.history_dsn is None:
+        return None
+    from consumers.history.search import History
+
+    return History(settings.history_dsn.get_secret_value())
 
 
 async def _redis_unreachable(request: Request, exc: Exception) -> Response:

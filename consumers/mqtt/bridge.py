@@ -8,6 +8,10 @@ pending in the group: a bridge that dies meanwhile leaves it to be sent again wh
 `stream_claim_idle_ms`, another bridge) comes back. So delivery is at least once: subscribers
 deduplicate on `reading_id`.
 
+Watch-list alerts (`plate-ocr watch`, on `settings.alerts_stream`) go the same way, in the same
+group on that stream, from a thread of their own: each to `PREFIX/alerts/CAMERA` (QoS 1, not
+retained), acknowledged after its PUBACK.
+
 With `mqtt_discovery`, the first reading of each camera also publishes (retained) a Home
 Assistant MQTT discovery config, so that each camera appears as a sensor whose state is its last
 plate. `PREFIX/status` says `online`, and the broker says `offline` for us when we vanish (the
@@ -23,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from plate_ocr.connection import connect
 from plate_ocr.constants import MQTT_GROUP
 from plate_ocr.errors import ConfigError
 from plate_ocr.settings import Settings
@@ -75,6 +80,7 @@ class MqttBridge:
         self._stop = threading.Event()
         self._discovered: set[str] = set()
         self.published = 0
+        self.alerts_published = 0
         self._client = self._make_client(settings)
 
     def _make_client(self, settings: Settings) -> paho.Client:
@@ -120,8 +126,45 @@ class MqttBridge:
         self._stop.set()
 
     def run(self, *, from_start: bool = False, burst: bool = False) -> int:
-        """Forward readings until `stop()` (with `burst`: until the stream has been quiet for a
-        second). Returns the number of readings forwarded."""
+        """Forward readings (and, beside them, alerts) until `stop()` (with `burst`: until the
+        streams have been quiet for a second). Returns the number of readings forwarded."""
+        alerts = threading.Thread(
+            target=self._forward_alerts, args=(from_start, burst), name="mqtt-alerts", daemon=True
+        )
+        alerts.start()
+        try:
+            return self._forward_readings(from_start, burst)
+        finally:
+            if not burst:
+                self._stop.set()
+            alerts.join()
+
+    def _forward_alerts(self, from_start: bool, burst: bool) -> None:
+        from consumers.group import GroupReader  # the alerts' stream (consumers/watch)
+
+        reader = GroupReader(
+            connect(self.settings, client_name="plate-ocr-mqtt-alerts"),
+            self.settings.alerts_stream,
+            MQTT_GROUP,
+            self._consumer,
+            from_start=from_start,
+            claim_idle_ms=self.settings.stream_claim_idle_ms,
+        )
+        while not self._stop.is_set():
+            entries = reader.read(count=10, block_ms=int(_IDLE_TICK_S * 1000))
+            if not entries and burst:
+                return
+            for entry_id, fields in entries:
+                if b"alert" in fields:
+                    camera = camera_topic(fields.get(b"camera_id", b"").decode() or None)
+                    topic = f"{self._prefix}/alerts/{camera}"
+                    mid = self._send(topic, fields[b"alert"].decode(), retain=False)
+                    if not self._wait_for(mid, deadline_s=None):
+                        return  # stopped: not acknowledged, sent again later
+                    self.alerts_published += 1
+                reader.ack([entry_id])
+
+    def _forward_readings(self, from_start: bool, burst: bool) -> int:
         stream = ReadingStream(self.settings)
         while not self._stop.is_set():
             readings = stream.follow(

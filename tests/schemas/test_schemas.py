@@ -185,6 +185,11 @@ def test_the_public_names_are_pinned() -> None:
             "json_schema",
             "json_schemas",
             "reading_id_for",
+            # watch-list alerts (plate-ocr watch)
+            "AlertMatch",
+            "PlateAlert",
+            "WatchEntry",
+            "alert_id_for",
         ]
     )
     for name in schemas.__all__:

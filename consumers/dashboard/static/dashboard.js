@@ -12,6 +12,8 @@ const state = {
   readings: [],            // newest first: {entry_id, reading}
   seen: new Set(),         // entry ids, so the snapshot and the stream never show one twice
   events: [],
+  alerts: [],              // newest first: {entry_id, alert}
+  alertCursor: "0-0",
   cameras: new Set(),
   cursor: "",
   search: null,            // {query, results} while a plate search is active
@@ -256,6 +258,45 @@ function addEvent(view) {
   renderEvents();
 }
 
+// Watch-list alerts: their own list and their own live stream (/api/alerts/stream).
+function alertCard(view, fresh) {
+  const a = view.alert;
+  const card = el("div", fresh ? "alert fresh" : "alert");
+  card.dataset.plate = a.entry.plate;
+  card.dataset.list = a.watch_list;
+  if (a.job_id) card.append(cropThumb(a.job_id));
+  const text = el("div", "text", a.entry.plate);
+  text.append(el("small", null, `${a.watch_list}${a.entry.label ? " · " + a.entry.label : ""}`));
+  card.append(text);
+  const dl = el("dl");
+  const how = a.match.kind === "fuzzy" ? `fuzzy ${a.match.edits.join(" ")}` : a.match.kind;
+  for (const [label, value] of [
+    ["read", a.plate_read], ["match", how], ["score", pct(a.score)],
+    ["camera", a.camera_id || ""], ["at", when(a.seen_at)],
+  ]) {
+    if (value) dl.append(el("dt", null, label), el("dd", null, value));
+  }
+  card.append(dl);
+  return card;
+}
+
+function addAlert(view, fresh) {
+  if (state.alerts.some((v) => v.entry_id === view.entry_id)) return;
+  state.alerts.unshift(view);
+  state.alerts.length = Math.min(state.alerts.length, KEEP);
+  $("alerts").prepend(alertCard(view, fresh));
+  while ($("alerts").children.length > SHOWN) $("alerts").lastChild.remove();
+  $("no-alerts").classList.toggle("hidden", state.alerts.length > 0);
+}
+
+function openAlertStream() {
+  const source = new EventSource(`/api/alerts/stream?cursor=${encodeURIComponent(state.alertCursor)}`);
+  source.addEventListener("alert", (e) => { state.alertCursor = e.lastEventId; addAlert(JSON.parse(e.data), true); });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) setTimeout(openAlertStream, REOPEN_AFTER_MS);
+  });
+}
+
 async function getJSON(url) {
   const response = await fetch(url, { headers: { accept: "application/json" } });
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
@@ -350,6 +391,10 @@ async function start() {
   state.events = events.events;
   render();
   openStream();
+  const alerts = await getJSON("/api/alerts?limit=50");
+  state.alertCursor = alerts.cursor;
+  for (const view of alerts.alerts.reverse()) addAlert(view, false);
+  openAlertStream();
   refreshStats();
   setInterval(refreshStats, STATS_EVERY_MS);
 }

@@ -1,0 +1,1 @@
+"""The searchable history: readings and events in PostgreSQL (`plate-ocr store`)."""

@@ -1,0 +1,1 @@
+"""Watch lists and alerts (`plate-ocr watch`, `plate-ocr lists`)."""

@@ -1,0 +1,1 @@
+"""Webhooks: readings, events or alerts as signed JSON POSTs (`plate-ocr webhook`)."""
