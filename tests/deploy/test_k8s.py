@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from plate_ocr.cli import build_parser
 from plate_ocr.connection import sentinel_target
 from plate_ocr.constants import RQ_QUEUE_KEY_PREFIX
+from plate_ocr.parser import build_parser
 from plate_ocr.settings import ENV_PREFIX, Settings
 
 yaml = pytest.importorskip("yaml")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from plate_ocr.cli import WORKER_EXTRA, build_parser, main
+from plate_ocr.cli import WORKER_EXTRA, main
+from plate_ocr.parser import build_parser
 from plate_ocr.settings import Settings
 from plate_ocr.stream import stream_fields
 from schemas import ModelInfo, PlateReading, Timings
@@ -49,7 +50,7 @@ def test_schema_writes_both_json_schemas(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_help_does_not_load_the_model_stack() -> None:
     code = (
-        "import sys; from plate_ocr.cli import build_parser; build_parser(); "
+        "import sys, plate_ocr.cli; from plate_ocr.parser import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'ultralytics', 'cv2') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

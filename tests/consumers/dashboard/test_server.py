@@ -110,7 +110,7 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 
 def test_the_command_line_takes_the_dashboard_and_its_port() -> None:
-    from plate_ocr.cli import build_parser
+    from plate_ocr.parser import build_parser
 
     args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9001"])
     assert (args.command, args.host, args.port) == ("dashboard", "0.0.0.0", 9001)
