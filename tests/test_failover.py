@@ -9,7 +9,7 @@ import asyncio
 import shutil
 import threading
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +32,7 @@ from worker.batch_worker import BatchWorker
 from worker.intake import Envelope
 from worker.ledger import Ledger, Outcome
 from worker.metrics import WorkerMetrics
-from worker.null_reader import NullReader, NullResult
+from worker.null_reader import GatedReader, NullReader, NullResult
 from worker.probes import ProbeServer
 from worker.readings import ReadingFactory
 
@@ -72,21 +72,6 @@ def ha_settings(ha: RedisHA, name: str, **update: Any) -> Settings:
 def stream_readings(client: redis.Redis, stream: str) -> list[PlateReading]:
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream))
     return [PlateReading.model_validate_json(fields[b"reading"]) for _, fields in entries]
-
-
-class GatedReader(NullReader):
-    """Holds its first batch until released, so that the test can fail Redis over mid-batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = threading.Event()
-        self.release = threading.Event()
-
-    def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
-        if not self.inside.is_set():
-            self.inside.set()
-            assert self.release.wait(timeout=60), "the test never released the reader"
-        return super().read_arrays(images)
 
 
 # --- every client finds the primary through Sentinel -------------------------------------------

@@ -8,7 +8,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -23,7 +23,7 @@ from plate_ocr.settings import Settings
 from producer import PlateProducer, encode_png
 from schemas import PlateReading
 from worker.batch_worker import BatchWorker
-from worker.null_reader import NullReader, NullResult
+from worker.null_reader import GatedReader, NullReader
 
 pytestmark = [
     pytest.mark.slow,
@@ -60,21 +60,6 @@ def readings(client: redis.Redis, stream: str) -> list[PlateReading]:
     except redis.ConnectionError:
         return []
     return [PlateReading.model_validate_json(fields[b"reading"]) for _, fields in entries]
-
-
-class GatedReader(NullReader):
-    """Holds its first batch until released, so the test can pull Redis away mid-batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = threading.Event()
-        self.release = threading.Event()
-
-    def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
-        if not self.inside.is_set():
-            self.inside.set()
-            assert self.release.wait(timeout=30), "the test never released the reader"
-        return super().read_arrays(images)
 
 
 def test_the_worker_loop_survives_a_redis_restart_and_reads_every_job_redis_kept(

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -24,7 +24,7 @@ from plate_ocr.errors import ConfigError, RedisFull
 from plate_ocr.settings import Settings
 from producer import PlateProducer
 from worker.batch_worker import BatchWorker
-from worker.null_reader import NullReader, NullResult
+from worker.null_reader import GatedReader, NullReader
 
 pytestmark = [
     pytest.mark.slow,
@@ -90,19 +90,6 @@ def test_a_full_redis_refuses_a_push_whole_and_says_so(node: DataNode) -> None:
     assert done.returncode == 2, done.stderr
     assert "plate-ocr: error:" in done.stderr and "is full" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-class GatedReader(NullReader):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = threading.Event()
-        self.release = threading.Event()
-
-    def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
-        if not self.inside.is_set():
-            self.inside.set()
-            assert self.release.wait(timeout=30), "the test never released the reader"
-        return super().read_arrays(images)
 
 
 def test_a_worker_keeps_its_batch_while_redis_is_full_and_publishes_it_after(

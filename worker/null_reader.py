@@ -6,6 +6,7 @@ which crop a reading came from. Optionally slow, to hold a batch in hand for shu
 """
 
 import hashlib
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import numpy as np
 
 from schemas import CharacterReading, ModelInfo
 
-__all__ = ["NullReader", "NullResult"]
+__all__ = ["GatedReader", "NullReader", "NullResult"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,21 @@ class NullReader:
         if self._delay_s:
             time.sleep(self._delay_s)  # stands in for model time, not a wait for work
         return [NullResult(f"{im.shape[1]}X{im.shape[0]}", 1.0, (), 1) for im in images]
+
+
+class GatedReader(NullReader):
+    """Holds its first batch until `release` is set, so that a test can pull Redis away (or fail
+    it over, or fill it) while a batch is in the worker's hands."""
+
+    def __init__(self, *, release_timeout_s: float = 60.0) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self._release_timeout_s = release_timeout_s
+
+    def read_arrays(self, images: Sequence[np.ndarray]) -> list[NullResult]:
+        if not self.inside.is_set():
+            self.inside.set()
+            if not self.release.wait(timeout=self._release_timeout_s):
+                raise TimeoutError("the test never released the reader")
+        return super().read_arrays(images)
