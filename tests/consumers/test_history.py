@@ -34,7 +34,7 @@ from schemas import PlateEvent
 ROOT = Path(__file__).resolve().parents[2]
 TEST_DATABASE = "plate_ocr_test"
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 
 def _server_dsn() -> str:
