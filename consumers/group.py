@@ -65,6 +65,11 @@ class GroupReader:
             return claimed
         return self._xreadgroup(b">", count, block_ms)
 
+    def redeliver(self) -> None:
+        """Hand out this consumer's unacknowledged entries again, from the oldest (after the
+        caller lost what it was writing them to, say)."""
+        self._pending_done = False
+
     def ack(self, entry_ids: Sequence[bytes]) -> None:
         if entry_ids:
             self._call(lambda: self._redis.xack(self.stream, self.group, *entry_ids), "XACK")

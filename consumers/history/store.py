@@ -113,20 +113,38 @@ class HistoryStore:
             )
             for name, stream in (("readings", s.results_stream), ("events", s.events_stream))
         }
-        with psycopg.connect(self._dsn) as db:
-            migrate(db)
-            while not self._stop.is_set():
-                self._apply_retention(db)
-                idle = True
-                for name, reader in readers.items():
-                    entries = reader.read(count=_BATCH, block_ms=_BLOCK_MS)
-                    if entries:
-                        idle = False
-                        self._write(db, name, entries)
-                        reader.ack([entry_id for entry_id, _ in entries])  # after the commit
-                if idle and burst:
-                    break
+        pg_backoff = Backoff(max_s=s.reconnect_max_backoff_s)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, application_name="plate-ocr-store") as db:
+                    migrate(db)
+                    pg_backoff.reset()
+                    if self._copy(db, readers, burst):
+                        break
+            except psycopg.OperationalError as e:
+                # PostgreSQL restarted or the network dropped: what was taken and not committed
+                # is still pending under our name, and is written again once we are back.
+                delay = pg_backoff.next_delay_s()
+                log.warning("lost PostgreSQL (%s); reconnecting in %.1f s", e, delay)
+                for reader in readers.values():
+                    reader.redeliver()
+                self._stop.wait(delay)
         return self.stored
+
+    def _copy(self, db: psycopg.Connection, readers: dict[str, GroupReader], burst: bool) -> bool:
+        """Copy batches until stopped (False) or, with `burst`, drained (True)."""
+        while not self._stop.is_set():
+            self._apply_retention(db)
+            idle = True
+            for name, reader in readers.items():
+                entries = reader.read(count=_BATCH, block_ms=_BLOCK_MS)
+                if entries:
+                    idle = False
+                    self._write(db, name, entries)
+                    reader.ack([entry_id for entry_id, _ in entries])  # after the commit
+            if idle and burst:
+                return True
+        return False
 
     def _write(self, db: psycopg.Connection, name: str, entries: Sequence[Entry]) -> None:
         make_row = _reading_row if name == "readings" else _event_row

@@ -1,15 +1,22 @@
 """Finding the listed plates a reading matches without scoring every one of them.
 
 `score_plate` runs a small dynamic programme per candidate and plate; a list of thousands of
-plates would cost milliseconds per reading. A cheap lower bound rules most plates out first:
-fold each confusion group onto one character, and count what one string's multiset of folded
-characters has that the other's lacks. Every edit that changes that count costs at least
-`MIN_PLAIN_EDIT_COST` (a confusion substitution changes nothing folded), so a plate whose bound
-exceeds `max_distance(plate, threshold)` for every candidate cannot reach the threshold.
+plates would cost a lot per reading. A cheap lower bound rules most plates out first: fold each
+confusion group onto one character, and count what the candidate's multiset of folded
+characters has that the plate's lacks (s) and the other way round (m). A confusion
+substitution changes nothing folded; every other edit that fixes one of those involves a read
+character (a substitution, costing at least SUB_COST * max(q, floor) for its confidence q, or
+an extra character, END_INDEL_COST) or is a gap of its own (END_INDEL_COST or more), each
+character at most once: so the distance is at least the sum of the max(s, m) smallest
+per-character costs `min(SUB_COST * max(q, floor), END_INDEL_COST)` (END_INDEL_COST beyond the
+candidate's length). A plate whose bound exceeds `max_distance` for every candidate cannot
+reach the threshold. Computed for the whole list at once with numpy.
 """
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from consumers.watch.matcher import (
     CONFUSIONS,
@@ -22,15 +29,11 @@ from consumers.watch.matcher import (
     score_plate,
 )
 
-__all__ = ["MIN_PLAIN_EDIT_COST", "PlateIndex", "folded"]
-
-# The cheapest edit that is not a confusion substitution: a substitution read unsure,
-# or a character dropped or added at an end.
-MIN_PLAIN_EDIT_COST = min(SUB_COST * SUB_CONFIDENCE_FLOOR, END_INDEL_COST)
+__all__ = ["PlateIndex", "distance_floor", "folded"]
 
 
 def _fold_table() -> dict[int, str]:
-    # Groups sharing a character (1IT and 71) are one class.
+    # Groups sharing a character (1IT and T7, MH and MN, 0DQO and C0) are one class.
     classes: list[set[str]] = []
     for group in CONFUSIONS:
         joined = set(group)
@@ -49,8 +52,25 @@ def folded(text: str) -> str:
     return text.translate(_FOLD)
 
 
-def _bound(a: Counter[str], b: Counter[str]) -> float:
-    return MIN_PLAIN_EDIT_COST * max(sum((a - b).values()), sum((b - a).values()))
+_ALPHABET = {ch: k for k, ch in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+
+def _counts(texts: Sequence[str]) -> npt.NDArray[np.int16]:
+    """How often each folded character occurs in each text: one row of 36 per text."""
+    counts = np.zeros((len(texts), len(_ALPHABET)), dtype=np.int16)
+    for row, text in enumerate(texts):
+        for ch in folded(text):
+            counts[row, _ALPHABET[ch]] += 1
+    return counts
+
+
+def distance_floor(candidate: Candidate, longest: int) -> npt.NDArray[np.float64]:
+    """floor[k]: the least a candidate pays for k folded characters to fix (k <= longest + its
+    length)."""
+    qs = candidate.confidences or (1.0,) * len(candidate.text)
+    each = sorted(min(SUB_COST * max(q, SUB_CONFIDENCE_FLOOR), END_INDEL_COST) for q in qs)
+    each += [END_INDEL_COST] * longest
+    return np.concatenate(([0.0], np.cumsum(each)))
 
 
 class PlateIndex:
@@ -58,7 +78,8 @@ class PlateIndex:
 
     def __init__(self, plates: Iterable[str]) -> None:
         self.plates = tuple(dict.fromkeys(plates))
-        self._folded = [Counter(folded(p)) for p in self.plates]
+        self._counts = _counts(self.plates)
+        self._longest = max((len(p) for p in self.plates), default=0)
 
     def __len__(self) -> int:
         return len(self.plates)
@@ -67,13 +88,16 @@ class PlateIndex:
         """Every plate whose score reaches `threshold`, best first."""
         if not candidates or not self.plates:
             return []
-        folds = [Counter(folded(c.text)) for c in candidates]
+        reach = max_distance("", threshold)  # the same for every plate
+        possible = np.zeros(len(self.plates), dtype=bool)
+        for candidate, row in zip(candidates, _counts([c.text for c in candidates]), strict=True):
+            missing = np.clip(self._counts - row, 0, None).sum(axis=1)
+            surplus = np.clip(row - self._counts, 0, None).sum(axis=1)
+            floor = distance_floor(candidate, self._longest)
+            possible |= floor[np.maximum(surplus, missing)] <= reach
         found = []
-        for plate, plate_fold in zip(self.plates, self._folded, strict=True):
-            reach = max_distance(plate, threshold)
-            if all(_bound(f, plate_fold) > reach for f in folds):
-                continue
-            match = score_plate(candidates, plate)
+        for k in np.flatnonzero(possible):
+            match = score_plate(candidates, self.plates[k])
             if match.score >= threshold:
                 found.append(match)
         found.sort(key=lambda m: (-m.score, m.plate))

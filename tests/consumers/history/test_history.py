@@ -34,7 +34,7 @@ from schemas import PlateEvent
 ROOT = Path(__file__).resolve().parents[3]
 TEST_DATABASE = "plate_ocr_test"
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 
 def _server_dsn() -> str:
@@ -253,4 +253,39 @@ def test_a_row_postgresql_refuses_is_skipped_and_the_others_stored(
     with psycopg.connect(dsn) as db:
         stored = db.execute("SELECT job_id FROM readings ORDER BY job_id").fetchall()
     assert stored == [("good-1",), ("good-2",)]
+    assert cast(Any, redis_client.xpending(s.results_stream, STORE_GROUP))["pending"] == 0
+
+
+def test_a_store_rides_out_losing_postgresql(
+    redis_client: redis.Redis, store_settings: Settings, make_reading: Any, publish: Any
+) -> None:
+    import threading
+
+    s = store_settings
+    dsn = cast(Any, s.history_dsn).get_secret_value()
+    store = HistoryStore(s, consumer="c")
+    runner = threading.Thread(target=store.run, kwargs={"from_start": True})
+    runner.start()
+    try:
+        publish(redis_client, make_reading("first"))
+        deadline = time.monotonic() + 20
+        while store.stored["readings"] < 1:
+            assert time.monotonic() < deadline, "the first reading was never stored"
+            time.sleep(0.02)
+        with psycopg.connect(dsn, autocommit=True) as admin:  # as a PostgreSQL restart would
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'plate-ocr-store' AND datname = current_database()"
+            ).fetchall()
+        assert killed == [(True,)]
+        for i in range(3):
+            publish(redis_client, make_reading(f"after-{i}"))
+        while count(dsn, "readings") < 4:
+            assert time.monotonic() < deadline, "the store did not come back"
+            time.sleep(0.05)
+    finally:
+        store.stop()
+        runner.join(20)
+    assert not runner.is_alive()
+    assert count(dsn, "readings") == 4
     assert cast(Any, redis_client.xpending(s.results_stream, STORE_GROUP))["pending"] == 0
