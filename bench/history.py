@@ -30,6 +30,7 @@ from psycopg import sql
 from consumers.history.migrations import migrate
 from consumers.history.search import History
 from consumers.watch.matcher import normalise_plate
+from schemas import CharacterReading, ModelInfo, PlateReading, Timings
 
 __all__ = ["fill", "main"]
 
@@ -40,6 +41,33 @@ def _plate(rng: random.Random) -> str:
     fmt = rng.choice(_FORMATS)
     return "".join(
         rng.choice(string.digits) if c == "D" else rng.choice(string.ascii_uppercase) for c in fmt
+    )
+
+
+_MODEL = ModelInfo(name="plate_ocr_yolo11n", sha256="0" * 64)
+_TIMINGS = Timings(queue_wait_ms=3.0, decode_ms=0.4, infer_ms=9.0, total_ms=14.0)
+
+
+def _reading(reading_id: str, job_id: str, plate: str, camera: str, seen: datetime) -> PlateReading:
+    """A whole reading, as the worker publishes it and `plate-ocr store` keeps it."""
+    characters = [
+        CharacterReading(char=c, confidence=0.9, box=(10.0 * i, 5.0, 10.0 * i + 9, 40.0), row=0)
+        for i, c in enumerate(plate)
+    ]
+    return PlateReading(
+        job_id=job_id,
+        reading_id=reading_id,
+        status="ok",
+        text=plate,
+        confidence=0.9,
+        characters=characters,
+        rows=1,
+        model=_MODEL,
+        device="cpu",
+        worker_id="bench",
+        camera_id=camera,
+        timings=_TIMINGS,
+        created_at=seen,
     )
 
 
@@ -54,10 +82,7 @@ def fill(db: psycopg.Connection, count: int, rng: random.Random) -> list[str]:
             seen = start + timedelta(seconds=rng.uniform(0, 90 * 86400))
             camera = f"cam-{rng.randrange(20)}"
             reading_id = str(uuid.UUID(int=rng.getrandbits(128)))
-            document = (
-                f'{{"reading_id": "{reading_id}", "job_id": "j{i}", "status": "ok", '
-                f'"text": "{plate}", "camera_id": "{camera}", "created_at": "{seen.isoformat()}"}}'
-            )
+            document = _reading(reading_id, f"j{i}", plate, camera, seen).model_dump_json()
             copy.write_row((reading_id, f"j{i}", seen, camera, "ok", plate, 0.9, document))
     db.commit()
     db.execute("ANALYZE readings")

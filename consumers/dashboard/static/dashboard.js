@@ -44,7 +44,11 @@ function passes(reading, f) {
 
 function when(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? "" : d.toLocaleTimeString([], { hour12: false });
+  if (isNaN(d)) return "";
+  const time = d.toLocaleTimeString([], { hour12: false });
+  // The history search reaches back months: a reading of another day says which.
+  return d.toDateString() === new Date().toDateString()
+    ? time : `${d.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" })} ${time}`;
 }
 
 function readingRow(view, fresh) {
@@ -146,8 +150,11 @@ function render() {
   $("no-readings").textContent = state.readings.length || state.search
     ? "No reading matches these filters." : "Waiting for readings…";
   $("feed-note").textContent = state.search
-    ? `${plural(rows.length, "reading", "readings")} with “${state.search.query}” among the ` +
-      `newest ${state.search.scanned} in the stream — clear the box to go back to the live list`
+    ? `${plural(rows.length, "reading", "readings")} with “${state.search.query}” ` +
+      (state.search.source === "history"
+        ? "in the history"
+        : `among the newest ${state.search.scanned} in the stream`) +
+      " — clear the box to go back to the live list"
     : liveNote(rows.length);
   renderEvents();
 }
@@ -370,7 +377,9 @@ function onSearch() {
     if (f.status) params.set("status", f.status);
     const answer = await getJSON(`/api/readings?${params}`);
     if (norm($("search").value) !== f.query) return;  // typed on meanwhile
-    state.search = { query: f.query, results: answer.readings, scanned: answer.scanned };
+    state.search = {
+      query: f.query, results: answer.readings, scanned: answer.scanned, source: answer.source,
+    };
     render();
   }, 250);
 }

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -32,42 +31,8 @@ from plate_ocr.settings import Settings
 from schemas import PlateEvent
 
 ROOT = Path(__file__).resolve().parents[3]
-TEST_DATABASE = "plate_ocr_test"
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
-
-
-def _server_dsn() -> str:
-    return os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(scope="session")
-def test_database() -> str:
-    """A DSN of the tests' own database, created once (its pg_trgm in schema public)."""
-    try:
-        server = psycopg.connect(_server_dsn(), autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.fail(f"no PostgreSQL at {_server_dsn()}: {e}")
-    with server:
-        found = server.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DATABASE,))
-        if found.fetchone() is None:
-            server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
-    base = psycopg.conninfo.conninfo_to_dict(_server_dsn())
-    dsn = psycopg.conninfo.make_conninfo(**{**base, "dbname": TEST_DATABASE})
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
-    return dsn
-
-
-@pytest.fixture
-def dsn(test_database: str) -> Iterator[str]:
-    """A DSN whose tables live in a fresh schema of this test's own (dropped afterwards)."""
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(test_database, autocommit=True) as db:
-        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield psycopg.conninfo.make_conninfo(test_database, options=f"-csearch_path={schema},public")
-    with psycopg.connect(test_database, autocommit=True) as db:
-        db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture
