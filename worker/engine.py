@@ -101,6 +101,7 @@ class PlateReader:
         threads: int | None = None,
         spinning: bool = True,
         calibration: Calibration | None = None,
+        recogniser_path: Path | str | None = None,
     ) -> None:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
@@ -130,7 +131,11 @@ class PlateReader:
         self._stage_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage")
         self.recogniser = (
             LineRecogniser(
-                threads=threads, spinning=spinning, device=self.device, pool=self._stage_pool
+                recogniser_path,
+                threads=threads,
+                spinning=spinning,
+                device=self.device,
+                pool=self._stage_pool,
             )
             if reader == "fused"
             else None
@@ -180,6 +185,7 @@ class PlateReader:
             threads=settings.threads or default_threads(),
             spinning=settings.ort_spinning,
             calibration=calibration,
+            recogniser_path=settings.recogniser_path,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:

@@ -43,6 +43,8 @@ __all__ = [
     "LineRecogniser",
     "RecognisedChar",
     "bundled_recogniser_path",
+    "line_tensor",
+    "resized_width",
 ]
 
 LINE_HEIGHT: Final = 48  # the network's input height
@@ -183,7 +185,7 @@ class LineRecogniser:
         on its threads, side by side (an ONNX Runtime session may run concurrently; each call
         uses the session's own intra-op threads).
         """
-        prepared = [_line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
+        prepared = [line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
         by_width: dict[int, list[int]] = {}
         for i, (tensor, _) in enumerate(prepared):
             by_width.setdefault(tensor.shape[-1], []).append(i)
@@ -223,15 +225,15 @@ class LineRecogniser:
         return folded
 
 
-def _resized_width(height: int, width: int) -> int:
+def resized_width(height: int, width: int) -> int:
     stretched = math.ceil(LINE_HEIGHT * width / max(height, 1) * STRETCH)
     return min(max(stretched, _WIDTH_STEP), MAX_WIDTH)
 
 
-def _line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
+def line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
     """(3, 48, W) in -1..1, zero-padded on the right to >= MIN_WIDTH; and the unpadded width."""
     height, width = line.shape[:2]
-    resized_w = _resized_width(height, width)
+    resized_w = resized_width(height, width)
     resized = cv2.resize(line, (resized_w, LINE_HEIGHT), interpolation=cv2.INTER_LINEAR)
     padded_w = max(MIN_WIDTH, -(-resized_w // _WIDTH_STEP) * _WIDTH_STEP)
     tensor = np.zeros((3, LINE_HEIGHT, padded_w), np.float32)
