@@ -84,7 +84,12 @@ def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     assert resumed["step"] == 3  # one more step, not three from scratch
     assert not (out / "step_000004.pt").exists()
     third = torch.load(out / "step_000003.pt", weights_only=False)
-    assert any(not torch.equal(third[k], saved["net"][k]) for k in third)
+    changed = {k for k in third if not torch.equal(third[k], saved["net"][k])}
+    assert "head.weight" in changed
+    # By default the backbone stays as PP-OCR trained it; the neck learns.
+    assert "trunk.p2o/Conv/0.weight" not in changed
+    assert "trunk.p2o/Conv/32.weight" not in changed
+    assert "trunk.p2o/Conv/33.weight" in changed
 
     from training.export_plate_recogniser import export_checkpoint
 

@@ -10,7 +10,8 @@ optimiser, step). Every --save-every steps it writes OUT/last.pt and OUT/step_NN
 weights alone, for evaluation and export: training.export_plate_recogniser). Settings go to
 OUT/train_settings.json, one line per --log-every steps to stdout.
 
-Optimiser: AdamW, the pretrained trunk at --lr, the new head at 10x that, a linear warm-up over
+By default only the SVTR neck and the head train (training.recogniser_net.freeze_backbone: a
+step costs a fifth on the CPU); --train-backbone trains it all. Optimiser: AdamW, the pretrained trunk at --lr, the new head at 10x that, a linear warm-up over
 the first 5% of the steps, then cosine decay to a tenth. Lines are batched padded on the right
 to the widest (at most MAX_TRAIN_WIDTH), as the reader pads its lines.
 """
@@ -38,7 +39,7 @@ from training.line_data import (
     pseudo_lines,
     sample_stream,
 )
-from training.recogniser_net import PlateRecogniserNet, load_net
+from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
 from worker.recogniser import bundled_recogniser_path, line_tensor, resized_width
 
 __all__ = ["MAX_TRAIN_WIDTH", "collate", "ctc_loss", "main", "parser", "train", "train_step"]
@@ -143,9 +144,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     net: PlateRecogniserNet = load_net(args.source).to(device)
+    if not args.train_backbone:
+        trainable = freeze_backbone(net)
+        print(f"train_recogniser: backbone frozen, {trainable} parameters train", flush=True)
     head = list(net.head.parameters())
     head_ids = {id(p) for p in head}
-    trunk = [p for p in net.parameters() if id(p) not in head_ids]
+    trunk = [p for p in net.parameters() if id(p) not in head_ids and p.requires_grad]
     optimiser = torch.optim.AdamW(
         [{"params": trunk, "lr": args.lr}, {"params": head, "lr": args.lr * 10}],
         weight_decay=1e-4,
@@ -226,6 +230,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--train-backbone",
+        action="store_true",
+        help="train the whole network (a GPU's choice); by default the backbone stays frozen",
+    )
     return p
 
 
