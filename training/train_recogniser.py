@@ -11,8 +11,9 @@ weights alone, for evaluation and export: training.export_plate_recogniser). Set
 OUT/train_settings.json, one line per --log-every steps to stdout.
 
 By default only the SVTR neck and the head train (training.recogniser_net.freeze_backbone: a
-step costs a fifth on the CPU); --train-backbone trains it all. Optimiser: AdamW, the pretrained trunk at --lr, the new head at 10x that, a linear warm-up over
-the first 5% of the steps, then cosine decay to a tenth. Lines are batched padded on the right
+step costs a fifth on the CPU); --train-backbone trains it all. Optimiser: AdamW, the
+pretrained trunk at --lr, the new head at 10x that, a linear warm-up over the first 5% of the
+steps, then cosine decay to a tenth. Lines are batched padded on the right
 to the widest (at most MAX_TRAIN_WIDTH), as the reader pads its lines.
 """
 
