@@ -26,9 +26,10 @@ this at `real_us_dev`: it is for evaluation only.
 
 import argparse
 import csv
+import functools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,22 +83,31 @@ def line_box(result: OcrResult, shape: tuple[int, int]) -> tuple[int, int, int, 
 
 def decide(
     fused: OcrResult,
-    detector: OcrResult,
-    rapidocr: str,
+    detector: OcrResult | None,
+    rapidocr: str | None,
     *,
     min_confidence: float,
     min_detector_confidence: float,
     min_chars: int,
 ) -> str:
-    """Why a crop is kept ("agree") or not (the first test it failed)."""
-    if fused.rows != 1 or detector.rows != 1:
+    """Why a crop is kept ("agree") or not (the first test it failed). The readers are asked
+    in turn, the costly ones only while the crop may still pass: None is "not asked"."""
+    if fused.rows != 1:
         return "not one row"
     if len(fused.text) < min_chars:
         return "too short"
-    if not normalise(fused.text) == normalise(detector.text) == normalise(rapidocr):
-        return "readers disagree"
-    if fused.confidence < min_confidence or detector.confidence < min_detector_confidence:
-        return "not confident"
+    if fused.confidence < min_confidence:
+        return "fused not confident"
+    if detector is None:
+        return "detector not asked"
+    if detector.rows != 1 or normalise(detector.text) != normalise(fused.text):
+        return "detector disagrees"
+    if detector.confidence < min_detector_confidence:
+        return "detector not confident"
+    if rapidocr is None:
+        return "rapidocr not asked"
+    if normalise(rapidocr) != normalise(fused.text):
+        return "rapidocr disagrees"
     return "agree"
 
 
@@ -110,40 +120,43 @@ def label_lines(
     min_confidence: float,
     min_detector_confidence: float,
     min_chars: int,
-) -> list[dict[str, str]]:
-    """One manifest row per crop."""
-    rows = []
+) -> Iterator[dict[str, str]]:
+    """One manifest row per crop, as each is decided. A reader is asked only while the crop
+    can still pass (RapidOCR's whole pipeline costs the most; most crops fail before it)."""
+    judge = functools.partial(
+        decide,
+        min_confidence=min_confidence,
+        min_detector_confidence=min_detector_confidence,
+        min_chars=min_chars,
+    )
     for path in files:
         image = decode_image(
             load_path(path, max_bytes=_MAX_BYTES), max_bytes=_MAX_BYTES, max_pixels=_MAX_BYTES * 2
         )
-        ours, alone = fused([image])[0], detector([image])[0]
-        theirs = rapidocr(image)
-        how = decide(
-            ours,
-            alone,
-            theirs,
-            min_confidence=min_confidence,
-            min_detector_confidence=min_detector_confidence,
-            min_chars=min_chars,
-        )
+        ours = fused([image])[0]
+        alone: OcrResult | None = None
+        theirs: str | None = None
+        how = judge(ours, alone, theirs)
+        if how == "detector not asked":
+            alone = detector([image])[0]
+            how = judge(ours, alone, theirs)
+        if how == "rapidocr not asked":
+            theirs = rapidocr(image)
+            how = judge(ours, alone, theirs)
         kept = how == "agree"
         box = line_box(ours, image.shape[:2]) if kept else ("", "", "", "")
-        rows.append(
-            {
-                "file": str(path),
-                "kept": str(kept),
-                "label": ours.text if kept else "",
-                **dict(zip(("x1", "y1", "x2", "y2"), map(str, box), strict=True)),
-                "fused": ours.text,
-                "fused_confidence": f"{ours.confidence:.4f}",
-                "detector": alone.text,
-                "detector_confidence": f"{alone.confidence:.4f}",
-                "rapidocr": theirs,
-                "how": how,
-            }
-        )
-    return rows
+        yield {
+            "file": str(path),
+            "kept": str(kept),
+            "label": ours.text if kept else "",
+            **dict(zip(("x1", "y1", "x2", "y2"), map(str, box), strict=True)),
+            "fused": ours.text,
+            "fused_confidence": f"{ours.confidence:.4f}",
+            "detector": alone.text if alone is not None else "",
+            "detector_confidence": f"{alone.confidence:.4f}" if alone is not None else "",
+            "rapidocr": theirs if theirs is not None else "",
+            "how": how,
+        }
 
 
 def read_manifest(path: Path) -> list[LineLabel]:
@@ -186,12 +199,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_chars=args.min_chars,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    kept = total = 0
     with open(args.out, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=LINE_LABEL_FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
-    kept = sum(row["kept"] == "True" for row in rows)
-    print(f"line_labels: {kept} of {len(rows)} crops kept (three readers agree) in {args.out}")
+        for row in rows:  # written as decided: a long run can be read while it goes
+            writer.writerow(row)
+            f.flush()
+            kept += row["kept"] == "True"
+            total += 1
+    print(f"line_labels: {kept} of {total} crops kept (three readers agree) in {args.out}")
     return 0
 
 
