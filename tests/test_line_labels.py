@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -14,7 +15,13 @@ from schemas.reading import CharacterReading
 from training.line_labels import LINE_LABEL_FIELDS, decide, label_lines, line_box, read_manifest
 from worker.postprocess import OcrResult
 
-LIMITS = {"min_confidence": 0.9, "min_detector_confidence": 0.2, "min_chars": 4}
+class Limits(TypedDict):
+    min_confidence: float
+    min_detector_confidence: float
+    min_chars: int
+
+
+LIMITS: Limits = {"min_confidence": 0.9, "min_detector_confidence": 0.2, "min_chars": 4}
 
 
 def reading(text: str, confidence: float, *, rows: int = 1) -> OcrResult:
