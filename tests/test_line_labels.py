@@ -15,6 +15,7 @@ from schemas.reading import CharacterReading
 from training.line_labels import LINE_LABEL_FIELDS, decide, label_lines, line_box, read_manifest
 from worker.postprocess import OcrResult
 
+
 class Limits(TypedDict):
     min_confidence: float
     min_detector_confidence: float
