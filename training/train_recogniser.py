@@ -8,7 +8,9 @@ Starts from the bundled recogniser (training.recogniser_net: the network in PyTo
 CTC head from the original classifier's rows) or, with --resume, from OUT/last.pt (weights,
 optimiser, step). Every --save-every steps it writes OUT/last.pt and OUT/step_NNNNNN.pt (the
 weights alone, for evaluation and export: training.export_plate_recogniser). Settings go to
-OUT/train_settings.json, one line per --log-every steps to stdout.
+OUT/train_settings.json (every start's, with its step, to OUT/train_history.jsonl), one line
+per --log-every steps to stdout. SIGTERM stops the run after the step in progress, with a
+checkpoint.
 
 By default only the SVTR neck and the head train (training.recogniser_net.freeze_backbone: a
 step costs a fifth on the CPU); --train-backbone trains it all. Optimiser: AdamW, the
@@ -22,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -165,6 +169,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         print(f"train_recogniser: resumed {last} at step {step}", flush=True)
     settings = {k: str(v) for k, v in vars(args).items()}
     (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    # A resumed run may change its data or schedule: every start is kept, with its step.
+    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
+        history.write(json.dumps({"start_step": step, **settings}) + "\n")
 
     darkplate = darkplate_lines(args.darkplate) if args.darkplate else None
     pseudo = pseudo_lines(args.pseudo) if args.pseudo else None
@@ -177,6 +184,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         weights=(args.synthetic_share, args.darkplate_share, args.pseudo_share),
     )
     loader = DataLoader(batches, batch_size=None, num_workers=args.workers)
+    stop = threading.Event()
+    # SIGTERM (kill PID) ends the run at the next step with a checkpoint, as --save-every does.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        figures = _loop(args, net, optimiser, loader, step, out, device, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return figures
+
+
+def _loop(
+    args: argparse.Namespace,
+    net: PlateRecogniserNet,
+    optimiser: Any,
+    loader: DataLoader,  # type: ignore[type-arg]
+    step: int,
+    out: Path,
+    device: torch.device,
+    stop: threading.Event,
+) -> dict[str, Any]:
     base = [g["lr"] for g in optimiser.param_groups]
     net.train()
     smoothed: float | None = None
@@ -199,8 +226,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 f"lr {optimiser.param_groups[0]['lr']:.2e} {1 / max(rate, 1e-9):.2f} s/step",
                 flush=True,
             )
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or step == args.steps or stop.is_set():
             _save(net, optimiser, step, out)
+        if stop.is_set():
+            print(f"train_recogniser: stopped at step {step}, checkpoint kept", flush=True)
+            break
     return figures | {"step": step}
 
 
