@@ -105,3 +105,28 @@ def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     read = reader.read_lines(line, [(0, 0, line.shape[1], line.shape[0])])[0]
     assert read.probs.shape[1] == NUM_CLASSES + 1  # blank, 36 classes, "other" (always 0 here)
     assert float(read.probs[:, -1].max()) < 1e-3
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "rec"
+    command = [sys.executable, "-W", "ignore", "-m", "training.train_recogniser", "--out", str(out)]
+    command += ["--steps", "1000", "--batch", "2", "--workers", "0", "--threads", "1"]
+    command += ["--save-every", "1000", "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as run:
+        assert run.stdout is not None
+        for line in run.stdout:  # wait until it is training
+            if line.startswith("step 1 "):
+                break
+        run.send_signal(signal.SIGTERM)
+        rest = run.stdout.read()
+        assert run.wait(timeout=120) == 0
+    assert "checkpoint kept" in rest
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert 1 <= state["step"] < 1000
+    assert (out / f"step_{state['step']:06d}.pt").is_file()
