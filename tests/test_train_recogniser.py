@@ -106,6 +106,15 @@ def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     assert read.probs.shape[1] == NUM_CLASSES + 1  # blank, 36 classes, "other" (always 0 here)
     assert float(read.probs[:, -1].max()) < 1e-3
 
+    # The default path takes it from the settings and names it in its readings.
+    from plate_ocr.settings import Settings
+    from worker.engine import PlateReader
+
+    settings = Settings.from_env({"PLATE_OCR_RECOGNISER_PATH": str(onnx_path)})
+    plate = PlateReader.from_settings(settings)
+    info = plate.recogniser_info
+    assert info is not None and (info.name, info.sha256) == ("plate_rec", manifest["sha256"])
+
 
 def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path: Path) -> None:
     import os
