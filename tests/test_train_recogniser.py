@@ -21,7 +21,7 @@ from training.train_recogniser import (  # noqa: E402
     train,
     train_step,
 )
-from worker.recogniser import LineRecogniser, bundled_recogniser_path  # noqa: E402
+from worker.recogniser import LineRecogniser, ppocr_recogniser_path  # noqa: E402
 
 # onnx2torch's Slice indexes with a list, which torch 2.14 warns about (the result is right:
 # the first test compares it with ONNX Runtime's).
@@ -36,12 +36,12 @@ def lines() -> list[LineSample]:
 
 def test_the_torch_form_reads_as_the_onnx_model() -> None:
     torch.set_num_threads(1)
-    net = load_net(bundled_recogniser_path()).eval()
+    net = load_net(ppocr_recogniser_path()).eval()
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 192)).astype(np.float32)
     with torch.no_grad():
         logits = net(torch.from_numpy(x)).numpy()[0]
     assert logits.shape == (24, NUM_CLASSES)
-    session = ort.InferenceSession(str(bundled_recogniser_path()))
+    session = ort.InferenceSession(str(ppocr_recogniser_path()))
     probs = session.run(None, {"x": x})[0][0]
     # The new head is the original classifier's rows for blank and the upper-case classes, so
     # its log-odds against the blank are the original's.
@@ -50,7 +50,7 @@ def test_the_torch_form_reads_as_the_onnx_model() -> None:
     from plate_ocr.constants import CLASS_NAMES
     from training.recogniser_net import _symbols
 
-    symbols = _symbols(onnx.load(str(bundled_recogniser_path())))
+    symbols = _symbols(onnx.load(str(ppocr_recogniser_path())))
     rows = [0] + [symbols.index(c) for c in CLASS_NAMES]
     expected = np.log(probs[:, rows]) - np.log(probs[:, :1])
     np.testing.assert_allclose(logits - logits[:, :1], expected, atol=1e-3)
@@ -58,7 +58,7 @@ def test_the_torch_form_reads_as_the_onnx_model() -> None:
 
 def test_ctc_steps_lower_the_loss_on_their_lines(lines: list[LineSample]) -> None:
     torch.set_num_threads(1)
-    net = load_net(bundled_recogniser_path())
+    net = load_net(ppocr_recogniser_path())
     batch = collate(lines)
     device = torch.device("cpu")
     optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
@@ -94,9 +94,7 @@ def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     from training.export_plate_recogniser import export_checkpoint
 
     onnx_path = tmp_path / "plate_rec.onnx"
-    manifest = export_checkpoint(
-        out / "step_000003.pt", onnx_path, source=bundled_recogniser_path()
-    )
+    manifest = export_checkpoint(out / "step_000003.pt", onnx_path, source=ppocr_recogniser_path())
     assert manifest["onnx_vs_torch_max_abs"] < 1e-4
     assert (tmp_path / "plate_rec.onnx.json").is_file()
     reader = LineRecogniser(onnx_path, threads=1)

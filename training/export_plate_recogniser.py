@@ -24,7 +24,7 @@ import numpy as np
 
 from plate_ocr.errors import ModelError
 from worker.bundle import file_sha256
-from worker.recogniser import bundled_recogniser_path
+from worker.recogniser import ppocr_recogniser_path
 
 __all__ = ["DATA_SOURCES", "TOLERANCE", "export_checkpoint", "main"]
 
@@ -39,7 +39,9 @@ DATA_SOURCES: Final = {
 }
 
 
-def export_checkpoint(checkpoint: Path, out: Path, *, source: Path) -> dict[str, Any]:
+def export_checkpoint(
+    checkpoint: Path, out: Path, *, source: Path, selected_by: str | None = None
+) -> dict[str, Any]:
     """Write `out` and its manifest; returns the manifest."""
     import onnxruntime as ort
     import torch
@@ -52,6 +54,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, source: Path) -> dict[str,
     net.eval()
     settings_file = checkpoint.parent / "train_settings.json"
     settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    if "source" in settings:  # a path on the training machine; the manifest names the file
+        settings["source"] = Path(settings["source"]).name
     export_onnx(
         net,
         source,
@@ -83,6 +87,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, source: Path) -> dict[str,
         "data": {name: DATA_SOURCES[name] for name in used},
         "onnx_vs_torch_max_abs": worst,
     }
+    if selected_by is not None:
+        manifest["selected_by"] = selected_by
     out.with_name(out.name + ".json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -93,9 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--source", type=Path, default=bundled_recogniser_path())
+    parser.add_argument("--source", type=Path, default=ppocr_recogniser_path())
+    parser.add_argument("--selected-by", default=None, help="how the checkpoint was chosen")
     args = parser.parse_args(argv)
-    manifest = export_checkpoint(args.checkpoint, args.out, source=args.source)
+    manifest = export_checkpoint(
+        args.checkpoint, args.out, source=args.source, selected_by=args.selected_by
+    )
     print(
         f"{args.out}: sha256 {manifest['sha256']}; max |onnx - torch| "
         f"{manifest['onnx_vs_torch_max_abs']:.2g}"

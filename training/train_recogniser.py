@@ -4,8 +4,8 @@
         [--darkplate ../shared/data/train_darkplate] [--pseudo runs/oid_line_labels.csv]
         [--threads 2 --workers 1 --device cpu] [--resume]
 
-Starts from the bundled recogniser (training.recogniser_net: the network in PyTorch, a 37-way
-CTC head from the original classifier's rows) or, with --resume, from OUT/last.pt (weights,
+Starts from PP-OCRv4's recogniser as bundled (training.recogniser_net: the network in PyTorch,
+a 37-way CTC head from the original classifier's rows) or, with --resume, from OUT/last.pt (weights,
 optimiser, step). Every --save-every steps it writes OUT/last.pt and OUT/step_NNNNNN.pt (the
 weights alone, for evaluation and export: training.export_plate_recogniser). Settings go to
 OUT/train_settings.json (every start's, with its step, to OUT/train_history.jsonl), one line
@@ -45,7 +45,7 @@ from training.line_data import (
     sample_stream,
 )
 from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
-from worker.recogniser import bundled_recogniser_path, line_tensor, resized_width
+from worker.recogniser import line_tensor, ppocr_recogniser_path, resized_width
 
 __all__ = ["MAX_TRAIN_WIDTH", "collate", "ctc_loss", "main", "parser", "train", "train_step"]
 
@@ -245,7 +245,7 @@ def _save(net: PlateRecogniserNet, optimiser: Any, step: int, out: Path) -> None
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train_recogniser", description=__doc__)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--source", type=Path, default=bundled_recogniser_path())
+    p.add_argument("--source", type=Path, default=ppocr_recogniser_path())
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)

@@ -6,7 +6,9 @@ better. This one is PP-OCRv4's recognition network (PaddleOCR, Apache-2.0) in th
 RapidOCR ships (`worker/models/ppocr/`, licence beside it). It is a CTC model over 6 623 symbols;
 every step's distribution is folded here onto our 36 classes (upper and lower case together),
 the CTC blank, and "anything else" (dashes, dots, state-outline glyphs), so the plate alphabet
-constrains the reading instead of a post-hoc filter.
+constrains the reading instead of a post-hoc filter. The default is that network fine-tuned on
+plate serials with a 37-way head (blank, 0-9 A-Z; training.train_recogniser), which folds the
+same way with nothing left for "anything else"; the original stays loadable by path.
 
 Preprocessing, chosen on the real dev set: height 48 as trained; width stretched 1.5x (two Ms or
 two Gs in a row merge less under CTC: the recogniser alone went from 87.0% to 89.0% exact) and
@@ -44,6 +46,7 @@ __all__ = [
     "RecognisedChar",
     "bundled_recogniser_path",
     "line_tensor",
+    "ppocr_recogniser_path",
     "resized_width",
 ]
 
@@ -62,6 +65,14 @@ OTHER: Final = len(CLASS_NAMES) + 1
 
 
 def bundled_recogniser_path() -> Path:
+    """The default reader's recogniser: PP-OCRv4's fine-tuned on plate serials (issue 19; its
+    manifest `ppocrv4_plate_rec.onnx.json` names the source, data, checkpoint and sha256)."""
+    return Path(__file__).resolve().parent / "models" / "ppocr" / "ppocrv4_plate_rec.onnx"
+
+
+def ppocr_recogniser_path() -> Path:
+    """PP-OCRv4's recogniser as RapidOCR ships it (hard-swish fused), weights unchanged: the
+    source of the fine-tune, kept for comparison (`--recogniser` / PLATE_OCR_RECOGNISER_PATH)."""
     return Path(__file__).resolve().parent / "models" / "ppocr" / "ppocrv4_rec.onnx"
 
 
