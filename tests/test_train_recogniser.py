@@ -137,3 +137,22 @@ def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path: Path) -> None:
     state = torch.load(out / "last.pt", weights_only=False)
     assert 1 <= state["step"] < 1000
     assert (out / f"step_{state['step']:06d}.pt").is_file()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_shipped_recogniser_reads_the_same_through_pytorch(device: str) -> None:
+    """The default recogniser in PyTorch (on a GPU without onnxruntime-gpu) reads as its ONNX
+    form: softmax outputs within 1e-4 (fp32; ONNX Runtime on the CPU as the reference)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from worker.recogniser import bundled_recogniser_path
+
+    torch.set_num_threads(1)
+    net = load_net(bundled_recogniser_path()).eval().to(device)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 48, 224)).astype(np.float32)
+    with torch.no_grad():
+        got = torch.softmax(net(torch.from_numpy(x).to(device)), -1).cpu().numpy()
+    session = ort.InferenceSession(str(bundled_recogniser_path()))
+    expected = session.run(None, {"x": x})[0]
+    assert got.shape == expected.shape == (2, 28, NUM_CLASSES)
+    np.testing.assert_allclose(got, expected, atol=1e-4)

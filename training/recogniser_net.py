@@ -213,9 +213,12 @@ def export_onnx(net: PlateRecogniserNet, template: Path, out: Path, **metadata: 
             tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
     output = model.graph.output[0]
     output.type.tensor_type.shape.dim[2].dim_value = NUM_CLASSES
+    # Paddle's exporter recorded intermediate shapes, some of them 6 625 wide; stale now, and
+    # shape inference (onnx2torch's, onnx's strict checker) would refuse them.
+    del model.graph.value_info[:]
     props = {p.key: p.value for p in model.metadata_props}
     props |= {"character": "\n".join(CLASS_NAMES), **metadata}
     helper.set_model_props(model, props)
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
