@@ -175,7 +175,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "eval":
         from training.evaluate import run_eval
 
-        settings = _reader_settings(args, model_path=args.model)
+        settings = _reader_settings(args, model_path=args.model, recogniser_path=args.recogniser)
         return run_eval(
             settings,
             args.dir,

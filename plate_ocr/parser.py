@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure a model on labelled crops (DIR/labels.csv)")
     p.add_argument("dir", type=Path)
     p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--recogniser", type=Path, default=None, help="the fused reader's line recogniser (ONNX)"
+    )
     p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=32)

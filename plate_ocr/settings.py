@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     calibration_path: Path | None = Field(
         default=None, description="None: the bundled calibration (bundled detector only)"
     )
+    # The fused reader's line recogniser (reader.recogniser): None, the bundled PP-OCRv4 one; or
+    # an ONNX file of the same family, such as a fine-tune by `python -m training.train_recogniser`.
+    recogniser_path: Path | None = Field(
+        default=None, description="None: the bundled line recogniser"
+    )
     device: str = "cpu"
     confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
     # fused: the detector locates the serial, PP-OCR's line recogniser reads it, both fused

@@ -102,6 +102,7 @@ class PlateReader:
         threads: int | None = None,
         spinning: bool = True,
         calibration: Calibration | None = None,
+        recogniser_path: Path | str | None = None,
     ) -> None:
         given = Path(model_path) if model_path is not None else None
         self.device = resolve_device(device)  # before loading: a bad device fails fast
@@ -135,7 +136,11 @@ class PlateReader:
         self._stage_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage")
         self.recogniser = (
             LineRecogniser(
-                threads=threads, spinning=spinning, device=self.device, pool=self._stage_pool
+                recogniser_path,
+                threads=threads,
+                spinning=spinning,
+                device=self.device,
+                pool=self._stage_pool,
             )
             if reader == "fused"
             else None
@@ -185,6 +190,7 @@ class PlateReader:
             threads=settings.threads or default_threads(),
             spinning=settings.ort_spinning,
             calibration=calibration,
+            recogniser_path=settings.recogniser_path,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:

@@ -25,7 +25,7 @@ import numpy as np
 
 from plate_ocr.errors import ModelError
 from reader.bundle import file_sha256
-from reader.recogniser import bundled_recogniser_path
+from reader.recogniser import ppocr_recogniser_path
 
 __all__ = ["export_recogniser", "fuse_hard_swish", "main", "rapidocr_model_path"]
 
@@ -148,7 +148,7 @@ def _check_same(source: Path, out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reader.export_recogniser", description=__doc__)
     parser.add_argument("--source", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=bundled_recogniser_path())
+    parser.add_argument("--out", type=Path, default=ppocr_recogniser_path())
     args = parser.parse_args(argv)
     source = args.source if args.source is not None else rapidocr_model_path()
     fused = export_recogniser(source, args.out)

@@ -7,7 +7,9 @@ better. This one is PP-OCRv4's recognition network (PaddleOCR, Apache-2.0) in th
 RapidOCR ships (`reader/models/ppocr/`, licence beside it). It is a CTC model over 6 623 symbols;
 every step's distribution is folded here onto our 36 classes (upper and lower case together),
 the CTC blank, and "anything else" (dashes, dots, state-outline glyphs), so the plate alphabet
-constrains the reading instead of a post-hoc filter.
+constrains the reading instead of a post-hoc filter. The default is that network fine-tuned on
+plate serials with a 37-way head (blank, 0-9 A-Z; training.train_recogniser), which folds the
+same way with nothing left for "anything else"; the original stays loadable by path.
 
 Preprocessing, chosen on the real dev set: height 48 as trained; width stretched 1.5x (two Ms or
 two Gs in a row merge less under CTC: the recogniser alone went from 87.0% to 89.0% exact) and
@@ -46,6 +48,9 @@ __all__ = [
     "Runtime",
     "bundled_recogniser_path",
     "choose_runtime",
+    "line_tensor",
+    "ppocr_recogniser_path",
+    "resized_width",
 ]
 
 LINE_HEIGHT: Final = 48  # the network's input height
@@ -66,6 +71,14 @@ OTHER: Final = len(CLASS_NAMES) + 1
 
 
 def bundled_recogniser_path() -> Path:
+    """The default reader's recogniser: PP-OCRv4's fine-tuned on plate serials (issue 19; its
+    manifest `ppocrv4_plate_rec.onnx.json` names the source, data, checkpoint and sha256)."""
+    return Path(__file__).resolve().parent / "models" / "ppocr" / "ppocrv4_plate_rec.onnx"
+
+
+def ppocr_recogniser_path() -> Path:
+    """PP-OCRv4's recogniser as RapidOCR ships it (hard-swish fused), weights unchanged: the
+    source of the fine-tune, kept for comparison (`--recogniser` / PLATE_OCR_RECOGNISER_PATH)."""
     return Path(__file__).resolve().parent / "models" / "ppocr" / "ppocrv4_rec.onnx"
 
 
@@ -227,7 +240,7 @@ class LineRecogniser:
         on its threads, side by side (an ONNX Runtime session may run concurrently; each call
         uses the session's own intra-op threads).
         """
-        prepared = [_line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
+        prepared = [line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
         by_width: dict[int, list[int]] = {}
         for i, (tensor, _) in enumerate(prepared):
             by_width.setdefault(tensor.shape[-1], []).append(i)
@@ -267,15 +280,15 @@ class LineRecogniser:
         return folded
 
 
-def _resized_width(height: int, width: int) -> int:
+def resized_width(height: int, width: int) -> int:
     stretched = math.ceil(LINE_HEIGHT * width / max(height, 1) * STRETCH)
     return min(max(stretched, _WIDTH_STEP), MAX_WIDTH)
 
 
-def _line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
+def line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
     """(3, 48, W) in -1..1, zero-padded on the right to >= MIN_WIDTH; and the unpadded width."""
     height, width = line.shape[:2]
-    resized_w = _resized_width(height, width)
+    resized_w = resized_width(height, width)
     resized = cv2.resize(line, (resized_w, LINE_HEIGHT), interpolation=cv2.INTER_LINEAR)
     padded_w = max(MIN_WIDTH, -(-resized_w // _WIDTH_STEP) * _WIDTH_STEP)
     tensor = np.zeros((3, LINE_HEIGHT, padded_w), np.float32)

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from plate_ocr.errors import ModelError  # noqa: E402
 from reader.export_recogniser import export_recogniser, fuse_hard_swish  # noqa: E402
-from reader.recogniser import bundled_recogniser_path  # noqa: E402
+from reader.recogniser import ppocr_recogniser_path  # noqa: E402
 
 
 def _paddle_style(path: Path, *, three: float = 3.0) -> None:
@@ -72,5 +72,5 @@ def test_a_chain_with_other_constants_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_the_bundled_recogniser_is_the_fused_graph() -> None:
-    ops = _op_types(bundled_recogniser_path())
+    ops = _op_types(ppocr_recogniser_path())
     assert ops.count("HardSwish") == 28 and "Clip" not in ops

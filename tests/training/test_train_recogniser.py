@@ -1,0 +1,158 @@
+"""The line recogniser's fine-tune: the PyTorch form reads as the ONNX one, CTC steps lower the
+loss, a run resumes from its checkpoint, and an exported checkpoint loads in the reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx2torch")
+ort = pytest.importorskip("onnxruntime")
+
+from reader.recogniser import LineRecogniser, ppocr_recogniser_path  # noqa: E402
+from training.line_data import LineSample, synthetic_line  # noqa: E402
+from training.recogniser_net import NUM_CLASSES, load_net  # noqa: E402
+from training.train_recogniser import (  # noqa: E402
+    collate,
+    ctc_loss,
+    parser,
+    train,
+    train_step,
+)
+
+# onnx2torch's Slice indexes with a list, which torch 2.14 warns about (the result is right:
+# the first test compares it with ONNX Runtime's).
+pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[LineSample]:
+    rng = np.random.default_rng(7)
+    return [synthetic_line(rng) for _ in range(4)]
+
+
+def test_the_torch_form_reads_as_the_onnx_model() -> None:
+    torch.set_num_threads(1)
+    net = load_net(ppocr_recogniser_path()).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 192)).astype(np.float32)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x)).numpy()[0]
+    assert logits.shape == (24, NUM_CLASSES)
+    session = ort.InferenceSession(str(ppocr_recogniser_path()))
+    probs = session.run(None, {"x": x})[0][0]
+    # The new head is the original classifier's rows for blank and the upper-case classes, so
+    # its log-odds against the blank are the original's.
+    import onnx
+
+    from plate_ocr.constants import CLASS_NAMES
+    from training.recogniser_net import _symbols
+
+    symbols = _symbols(onnx.load(str(ppocr_recogniser_path())))
+    rows = [0] + [symbols.index(c) for c in CLASS_NAMES]
+    expected = np.log(probs[:, rows]) - np.log(probs[:, :1])
+    np.testing.assert_allclose(logits - logits[:, :1], expected, atol=1e-3)
+
+
+def test_ctc_steps_lower_the_loss_on_their_lines(lines: list[LineSample]) -> None:
+    torch.set_num_threads(1)
+    net = load_net(ppocr_recogniser_path())
+    batch = collate(lines)
+    device = torch.device("cpu")
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    with torch.no_grad():
+        before = float(ctc_loss(net.eval(), batch, device=device))
+    net.train()
+    for _ in range(5):
+        train_step(net, optimiser, batch, device=device)
+    with torch.no_grad():
+        after = float(ctc_loss(net.eval(), batch, device=device))
+    assert after < before * 0.9, (before, after)
+
+
+def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
+    out = tmp_path / "rec"
+    common = ["--out", str(out), "--batch", "2", "--workers", "0", "--threads", "1"]
+    common += ["--save-every", "1", "--log-every", "1"]
+    first = train(parser().parse_args([*common, "--steps", "2"]))
+    assert first["step"] == 2
+    saved = torch.load(out / "last.pt", weights_only=False)
+    assert saved["step"] == 2
+    resumed = train(parser().parse_args([*common, "--steps", "3", "--resume"]))
+    assert resumed["step"] == 3  # one more step, not three from scratch
+    assert not (out / "step_000004.pt").exists()
+    third = torch.load(out / "step_000003.pt", weights_only=False)
+    changed = {k for k in third if not torch.equal(third[k], saved["net"][k])}
+    assert "head.weight" in changed
+    # By default the backbone stays as PP-OCR trained it; the neck learns.
+    assert "trunk.p2o/Conv/0.weight" not in changed
+    assert "trunk.p2o/Conv/32.weight" not in changed
+    assert "trunk.p2o/Conv/33.weight" in changed
+
+    from training.export_plate_recogniser import export_checkpoint
+
+    onnx_path = tmp_path / "plate_rec.onnx"
+    manifest = export_checkpoint(out / "step_000003.pt", onnx_path, source=ppocr_recogniser_path())
+    assert manifest["onnx_vs_torch_max_abs"] < 1e-4
+    assert (tmp_path / "plate_rec.onnx.json").is_file()
+    reader = LineRecogniser(onnx_path, threads=1)
+    assert reader.model_info.sha256 == manifest["sha256"]
+    line = synthetic_line(np.random.default_rng(3)).line
+    read = reader.read_lines(line, [(0, 0, line.shape[1], line.shape[0])])[0]
+    assert read.probs.shape[1] == NUM_CLASSES + 1  # blank, 36 classes, "other" (always 0 here)
+    assert float(read.probs[:, -1].max()) < 1e-3
+
+    # The default path takes it from the settings and names it in its readings.
+    from plate_ocr.settings import Settings
+    from reader.engine import PlateReader
+
+    settings = Settings.from_env({"PLATE_OCR_RECOGNISER_PATH": str(onnx_path)})
+    plate = PlateReader.from_settings(settings)
+    info = plate.recogniser_info
+    assert info is not None and (info.name, info.sha256) == ("plate_rec", manifest["sha256"])
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "rec"
+    command = [sys.executable, "-W", "ignore", "-m", "training.train_recogniser", "--out", str(out)]
+    command += ["--steps", "1000", "--batch", "2", "--workers", "0", "--threads", "1"]
+    command += ["--save-every", "1000", "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as run:
+        assert run.stdout is not None
+        for line in run.stdout:  # wait until it is training
+            if line.startswith("step 1 "):
+                break
+        run.send_signal(signal.SIGTERM)
+        rest = run.stdout.read()
+        assert run.wait(timeout=120) == 0
+    assert "checkpoint kept" in rest
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert 1 <= state["step"] < 1000
+    assert (out / f"step_{state['step']:06d}.pt").is_file()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_shipped_recogniser_reads_the_same_through_pytorch(device: str) -> None:
+    """The default recogniser in PyTorch (on a GPU without onnxruntime-gpu) reads as its ONNX
+    form: softmax outputs within 1e-4 (fp32; ONNX Runtime on the CPU as the reference)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from reader.recogniser import bundled_recogniser_path
+
+    torch.set_num_threads(1)
+    net = load_net(bundled_recogniser_path()).eval().to(device)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 48, 224)).astype(np.float32)
+    with torch.no_grad():
+        got = torch.softmax(net(torch.from_numpy(x).to(device)), -1).cpu().numpy()
+    session = ort.InferenceSession(str(bundled_recogniser_path()))
+    expected = session.run(None, {"x": x})[0]
+    assert got.shape == expected.shape == (2, 28, NUM_CLASSES)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
