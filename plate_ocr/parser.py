@@ -53,6 +53,17 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
     )
 
 
+def _add_group_flags(
+    parser: argparse.ArgumentParser, *, burst_help: str = "drain the stream, then exit"
+) -> None:
+    """The flags of every command that follows a stream in a consumer group of its own."""
+    parser.add_argument("--consumer", default=None, help="default: the host name")
+    parser.add_argument(
+        "--from-start", action="store_true", help="a new group reads the whole stream"
+    )
+    parser.add_argument("--burst", action="store_true", help=burst_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plate-ocr",
@@ -148,21 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("events", help="one PlateEvent per vehicle track, on the events stream")
-    p.add_argument("--consumer", default=None, help="default: the host name")
-    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
+    _add_group_flags(p, burst_help="drain, close every track, exit")
     p.add_argument("--idle-timeout-s", type=float, default=None, help="close a quiet track")
     p.add_argument("--max-duration-s", type=float, default=None, help="close a long track")
     p.add_argument("--single-reads", action="store_true", default=None, help="untracked too")
-    p.add_argument("--burst", action="store_true", help="drain, close every track, exit")
 
     p = sub.add_parser("mqtt", help="publish readings to an MQTT broker (Home Assistant)")
     p.add_argument("--host", default=None, help="overrides PLATE_OCR_MQTT_HOST")
     p.add_argument("--port", type=int, default=None, help="overrides PLATE_OCR_MQTT_PORT")
     p.add_argument("--topic-prefix", default=None, help="plate-ocr")
     p.add_argument("--discovery", action="store_true", default=None, help="Home Assistant")
-    p.add_argument("--consumer", default=None, help="default: the host name")
-    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
-    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
+    _add_group_flags(p)
 
     p = sub.add_parser("schema", help="write the JSON Schema of the job and the reading")
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
@@ -236,9 +243,7 @@ def _add_consumer_commands(sub: "argparse._SubParsersAction[argparse.ArgumentPar
     p = sub.add_parser("watch", help="alert when a plate on a watch list is read")
     p.add_argument("--source", choices=("readings", "events"), default="readings")
     p.add_argument("--threshold", type=float, default=None, help="PLATE_OCR_WATCH_THRESHOLD")
-    p.add_argument("--consumer", default=None, help="default: the host name")
-    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
-    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
+    _add_group_flags(p)
 
     p = sub.add_parser("lists", help="watch lists: add NAME --file F, remove NAME, show [NAME]")
     p.add_argument("action", choices=("add", "remove", "show"))
@@ -249,12 +254,8 @@ def _add_consumer_commands(sub: "argparse._SubParsersAction[argparse.ArgumentPar
     p = sub.add_parser("webhook", help="POST readings, events or alerts to URLs, signed")
     p.add_argument("--url", action="append", required=True, help="repeat for several URLs")
     p.add_argument("--source", choices=("readings", "events", "alerts"), default="readings")
-    p.add_argument("--consumer", default=None, help="default: the host name")
-    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
-    p.add_argument("--burst", action="store_true", help="drain the stream, then exit")
+    _add_group_flags(p)
 
     p = sub.add_parser("store", help="readings and events into PostgreSQL, searchable")
     p.add_argument("--dsn", default=None, help="postgresql://... (PLATE_OCR_HISTORY_DSN)")
-    p.add_argument("--consumer", default=None, help="default: the host name")
-    p.add_argument("--from-start", action="store_true", help="a new group reads the whole stream")
-    p.add_argument("--burst", action="store_true", help="drain the streams, then exit")
+    _add_group_flags(p, burst_help="drain the streams, then exit")

@@ -199,7 +199,8 @@ class LineRecogniser:
         path = Path(model_path) if model_path is not None else bundled_recogniser_path()
         if not path.is_file():
             raise ModelError(f"no recogniser model at {path}")
-        self.runtime = choose_runtime(runtime, device, ort.get_available_providers())
+        available = ort.get_available_providers()
+        self.runtime = choose_runtime(runtime, device, available)
         metadata: dict[str, str]
         self._run: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
         if self.runtime == "torch":
@@ -209,7 +210,7 @@ class LineRecogniser:
             self._run = network
             metadata = network.metadata
         else:
-            providers = _providers(device, ort.get_available_providers())
+            providers = _providers(device, available)
             self._session = open_session(
                 path, threads=threads, spinning=spinning, providers=providers, what="recogniser"
             )
