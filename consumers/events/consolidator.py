@@ -24,7 +24,6 @@ the idle timeout (one that does can split a track: two events, never a lost or r
 
 import json
 import logging
-import signal
 import threading
 import time
 from typing import Any, cast
@@ -33,6 +32,7 @@ import redis
 
 from consumers.events.event import build_event, event_fields
 from consumers.events.scripts import ADD, PUBLISH
+from consumers.stopping import stopped_by_signals
 from plate_ocr.connection import Backoff, connect, retry_on_disconnect
 from plate_ocr.constants import (
     EVENT_PUBLISHED_KEY_PREFIX,
@@ -243,12 +243,7 @@ class Consolidator:
 def run_events(settings: Settings, *, consumer: str | None, from_start: bool, burst: bool) -> int:
     """`plate-ocr events`: consolidate until SIGTERM/SIGINT (or, with `burst`, drained)."""
     consolidator = Consolidator(settings, consumer=consumer)
-    stops = (signal.SIGTERM, signal.SIGINT)
-    previous = {s: signal.signal(s, lambda *_: consolidator.stop()) for s in stops}
-    try:
+    with stopped_by_signals(consolidator.stop):
         published = consolidator.run(from_start=from_start, burst=burst)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     log.info("events: %d published from %d readings", published, consolidator.readings_taken)
     return 0

@@ -9,7 +9,6 @@ point loses nothing and, whatever it writes again, stores nothing twice. With
 """
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from consumers.group import Entry, GroupReader
 from consumers.history.migrations import migrate
+from consumers.stopping import stopped_by_signals
 from consumers.watch.matcher import normalise_plate
 from plate_ocr.connection import Backoff, connect
 from plate_ocr.constants import STORE_GROUP
@@ -195,12 +195,7 @@ class HistoryStore:
 def run_store(settings: Settings, *, consumer: str | None, from_start: bool, burst: bool) -> int:
     """`plate-ocr store`: until SIGTERM/SIGINT (or, with `burst`, drained)."""
     store = HistoryStore(settings, consumer=consumer)
-    stops = (signal.SIGTERM, signal.SIGINT)
-    previous = {s: signal.signal(s, lambda *_: store.stop()) for s in stops}
-    try:
+    with stopped_by_signals(store.stop):
         stored = store.run(from_start=from_start, burst=burst)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     log.info("store: %d readings, %d events", stored["readings"], stored["events"])
     return 0

@@ -21,12 +21,12 @@ will), which Home Assistant shows as the sensors' availability.
 import json
 import logging
 import re
-import signal
 import ssl
 import threading
 import time
 from typing import Any
 
+from consumers.stopping import stopped_by_signals
 from plate_ocr.connection import connect
 from plate_ocr.constants import MQTT_GROUP
 from plate_ocr.errors import ConfigError
@@ -49,7 +49,6 @@ _UNKNOWN_CAMERA = "unknown"
 _IDLE_TICK_S = 1.0  # how often a quiet bridge looks up (for stop() and --burst)
 _WAIT_SLICE_S = 0.5  # a PUBACK wait is cut into slices so that stop() is noticed
 _RECONNECT_MAX_DELAY_S = 10
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _CLOSE_WAIT_S = 2.0  # for the broker to take our "offline" on a clean exit
 
 
@@ -267,13 +266,11 @@ class MqttBridge:
 def run_mqtt(settings: Settings, *, consumer: str | None, from_start: bool, burst: bool) -> int:
     """`plate-ocr mqtt`: forward readings until SIGTERM/SIGINT (or, with `burst`, drained)."""
     bridge = MqttBridge(settings, consumer=consumer)
-    previous = {s: signal.signal(s, lambda *_: bridge.stop()) for s in _STOP_SIGNALS}
-    bridge.start()
-    try:
-        forwarded = bridge.run(from_start=from_start, burst=burst)
-    finally:
-        bridge.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with stopped_by_signals(bridge.stop):
+        bridge.start()
+        try:
+            forwarded = bridge.run(from_start=from_start, burst=burst)
+        finally:
+            bridge.close()
     log.info("mqtt: %d readings forwarded", forwarded)
     return 0

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from consumers.group import Entry, GroupReader
+from consumers.stopping import STOP_SIGNALS, stopped_by_signals
 from consumers.watch.alerts import AlertPublisher
 from consumers.watch.index import PlateIndex
 from consumers.watch.lists import WatchLists
@@ -223,15 +224,11 @@ def run_watch(
     consumer: str | None,
     from_start: bool,
     burst: bool,
-    stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    stop_signals: Sequence[signal.Signals] = STOP_SIGNALS,
 ) -> int:
     """`plate-ocr watch`: until SIGTERM/SIGINT (or, with `burst`, the stream is drained)."""
     watcher = Watcher(settings, source=source, consumer=consumer)
-    previous = {s: signal.signal(s, lambda *_: watcher.stop()) for s in stop_signals}
-    try:
+    with stopped_by_signals(watcher.stop, stop_signals):
         published = watcher.run(from_start=from_start, burst=burst)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     log.info("watch: %d alerts published", published)
     return 0

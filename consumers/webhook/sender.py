@@ -19,7 +19,6 @@ once, and nothing acknowledged is sent twice (the attempt count starts again fro
 
 import hashlib
 import logging
-import signal
 import threading
 from collections.abc import Sequence
 from typing import Literal
@@ -27,6 +26,7 @@ from typing import Literal
 import httpx
 
 from consumers.group import Entry, GroupReader
+from consumers.stopping import stopped_by_signals
 from consumers.webhook.signature import SIGNATURE_HEADER, sign
 from plate_ocr.connection import Backoff, connect, retry_on_disconnect
 from plate_ocr.constants import MAX_BLOCK_MS, WEBHOOK_GROUP_PREFIX
@@ -207,7 +207,6 @@ def run_webhook(
         WebhookSender(settings, url, source=source, consumer=consumer, stop=stop)
         for url in dict.fromkeys(urls)
     ]
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     failed: list[str] = []
 
     def deliver(sender: WebhookSender) -> None:
@@ -219,15 +218,12 @@ def run_webhook(
             stop.set()  # one broken sender stops the process, so a supervisor restarts it whole
 
     threads = [threading.Thread(target=deliver, args=(s,), daemon=True) for s in senders]
-    try:
+    with stopped_by_signals(stop.set):
         for thread in threads:
             thread.start()
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)  # in slices, so that the signal handler runs
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     for sender in senders:
         log.info(
             "webhook %s: %d delivered, %d dead-lettered",
