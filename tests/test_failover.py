@@ -6,7 +6,10 @@ by the tests that kill nothing; each test that kills a primary starts its own.
 """
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -119,6 +122,27 @@ def test_submit_returns_once_the_replica_has_the_job(shared_ha: RedisHA) -> None
     # WAIT said the replica has them: read there, with no waiting of our own.
     with replica.client() as c:
         assert [c.hget(f"rq:job:{j}", "status") for j in job_ids] == [b"queued", b"queued"]
+
+
+def test_rq_info_follows_sentinel_with_the_readme_config_module(
+    shared_ha: RedisHA, tmp_path: Path
+) -> None:
+    settings = ha_settings(shared_ha, "rq-info")
+    with PlateProducer(settings) as producer:
+        producer.submit_many([crop(30), crop(31), crop(32)])
+    # The README's rqconf.py, as an operator writes it.
+    (tmp_path / "rqconf.py").write_text(
+        f'SENTINEL = {{"INSTANCES": [("127.0.0.1", {shared_ha.sentinel_ports[0]})], '
+        f'"MASTER_NAME": "{shared_ha.master_name}", "DB": 0}}\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "info", "-c", "rqconf", "--serializer",
+         "rq.serializers.JSONSerializer", "rq-info"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "rq-info" in done.stdout and "3, 0 executing" in done.stdout
 
 
 def test_submit_gives_up_when_too_few_replicas_acknowledge(shared_ha: RedisHA) -> None:
