@@ -2,10 +2,12 @@
 
     python bench/dev_readings.py [DIR] [--device cpu]
 
-Reads every crop of `DIR/labels.csv` once with the bundled reader (`worker.PlateReader`, the
-default fused path), turns each result into the worker's own `PlateReading` (`ReadingFactory`)
-and writes them, one JSON line per crop with its label, under `runs/bench-cache/` (ignored by
-git), keyed by the models' hashes: new weights read afresh, reruns take a second.
+Reads every crop of `DIR/labels.csv` once with the reader the settings make (`worker.PlateReader`
+from `PLATE_OCR_*`: by default the bundled models on the default path), turns each result into
+the worker's own `PlateReading` (`ReadingFactory`) and writes them, one JSON line per crop with
+its label, under `runs/bench-cache/` (ignored by git), keyed by the models' hashes, their
+calibration and how the reader puts them together: anything new reads afresh, reruns take a
+second.
 """
 
 import argparse
@@ -36,18 +38,23 @@ def _cache_path(data_dir: Path, key: str) -> Path:
 
 def dev_readings(data_dir: Path = DEFAULT_DEV_DIR, *, device: str = "cpu") -> list[LabelledReading]:
     """(label, reading) for every crop of `data_dir`, from the cache when it has them."""
-    from reader.bundle import bundled_model_path, file_sha256
-    from reader.recogniser import bundled_recogniser_path
+    from plate_ocr.settings import Settings
+    from reader.bundle import file_sha256
+    from reader.calibration import bundled_calibration_path
     from training import evaluate
     from worker import PlateReader
     from worker.intake import Envelope
     from worker.readings import ReadingFactory
 
     rows = evaluate.load_labels(data_dir)
-    # Keyed by the files that decide a reading, hashed without loading a model.
-    calibration = ROOT / "worker" / "models" / "calibration.json"
-    files = (bundled_model_path(), bundled_recogniser_path(), calibration)
-    key = "".join(file_sha256(f)[:8] for f in files if f.is_file())
+    # The reader as the settings make it (PLATE_OCR_LOCATOR, ..._CASCADE_CONFIDENCE and all),
+    # keyed by its models, their calibration and how they are put together.
+    settings = Settings(device=device)
+    reader = PlateReader.from_settings(settings)
+    models = [reader.model_info, reader.recogniser_info, reader.fast_info]
+    calibration = settings.calibration_path or bundled_calibration_path()
+    key = "".join(m.sha256[:8] for m in models if m is not None) + file_sha256(calibration)[:8]
+    key += f"-{reader.reader}-{reader.locator}-{reader.cascade_confidence}"
     path = _cache_path(data_dir, key)
     if path.is_file():
         cached = [json.loads(line) for line in path.read_text().splitlines()]
@@ -55,12 +62,12 @@ def dev_readings(data_dir: Path = DEFAULT_DEV_DIR, *, device: str = "cpu") -> li
             return [(c["label"], PlateReading.model_validate(c["reading"])) for c in cached]
     import cv2
 
-    reader = PlateReader(None, device=device)
     factory = ReadingFactory(
         model=reader.model_info,
         device=reader.device,
         worker_id="bench",
         recogniser=reader.recogniser_info,
+        fast=reader.fast_info,
     )
     out: list[LabelledReading] = []
     started = time.perf_counter()

@@ -3,10 +3,19 @@
     python bench/readers.py ../shared/data/real_us_dev [--limit N] [--json OUT]
 
 Scores exactly as `plate-ocr eval` does (uppercase, 0-9A-Z only, letter O folded to digit 0):
-exact-match %, CER, and ms/plate on this machine (each reader's own time: ours batched 32 at a
-time as the worker reads, RapidOCR one image at a time as its API reads).
+exact-match %, CER, ms/plate on this machine (each reader's own time: ours batched 32 at a
+time as the worker reads, RapidOCR one image at a time as its API reads), and the share read
+right among the 80% the reader is most sure of (its calibrated confidence as shipped, fitted on
+this set: training.calibrate prints the cross-validated figure; RapidOCR's has none here).
 
-    fused     the product's default reading path (detector + PP-OCR line recogniser, fused)
+    default   the product's default reading path as the settings give it (PLATE_OCR_LOCATOR,
+              PLATE_OCR_CASCADE_CONFIDENCE: by default the fused reader located by the detector)
+    fused     the fused reader as it read before the fast reader: the detector locates, the line
+              recogniser reads, both fused, every crop in two stages
+    fused-fast  the fused reader located by the fast reader (`PLATE_OCR_LOCATOR=fast`)
+    cascade   fused-fast with the fast reader's cascade in front at a calibrated confidence of
+              0.95 (`PLATE_OCR_CASCADE_CONFIDENCE=0.95`): its readings kept at 0.95 or more
+    fast      the fast reader (`--reader fast`): one small network on the whole crop
     detector  the character detector alone (`--reader detector`), in its test-time views
     detector-torch  the same on PyTorch (needs the `gpu` extra)
     detector-1view  the detector alone on each crop as it is, one view, as it read when issue 9
@@ -36,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from reader.image import decode_image, load_path  # noqa: E402
 from training.evaluate import GroupScore, LabelRow, align, load_labels, normalise  # noqa: E402
 from training.rapidocr_reader import rapidocr_reader  # noqa: E402
+from training.reliability import Reliability  # noqa: E402
 
 if TYPE_CHECKING:
     from reader.calibration import Calibration
@@ -44,22 +54,26 @@ Image = npt.NDArray[np.uint8]
 BATCH = 32
 
 
+Read = Callable[[Sequence[Image]], list[tuple[str, float | None]]]
+
+
 def _ours(
-    kind: str, backend: str = "auto", calibration: "Calibration | None" = None
-) -> Callable[[Sequence[Image]], list[str]]:
-    """Our reader as the worker builds it from its settings (threads and all)."""
+    kind: str, backend: str = "auto", calibration: "Calibration | None" = None, **overrides: Any
+) -> Read:
+    """Our reader as the worker builds it from its settings (threads and all), `overrides`
+    replacing some of them."""
     from plate_ocr.settings import Settings
     from reader.engine import PlateReader
 
     reader = PlateReader.from_settings(
-        Settings(backend=backend),
+        Settings(backend=backend).model_copy(update=overrides),
         reader=kind,  # type: ignore[arg-type]
         calibration=calibration,
     )
-    return lambda images: [r.text for r in reader.read_arrays(images)]
+    return lambda images: [(r.text, r.confidence) for r in reader.read_arrays(images)]
 
 
-def _one_view(rows: Sequence[LabelRow]) -> Callable[[Sequence[Image]], list[str]]:
+def _one_view(rows: Sequence[LabelRow]) -> Read:
     from plate_ocr.settings import Settings
     from reader.views import IDENTITY
     from training.calibrate import detector_corrections
@@ -67,9 +81,9 @@ def _one_view(rows: Sequence[LabelRow]) -> Callable[[Sequence[Image]], list[str]
     return _ours("detector", calibration=detector_corrections(rows, Settings(), (IDENTITY,)))
 
 
-def _rapidocr() -> Callable[[Sequence[Image]], list[str]]:
+def _rapidocr() -> Read:
     read_one = rapidocr_reader()
-    return lambda images: [read_one(image) for image in images]
+    return lambda images: [(read_one(image), None) for image in images]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dir", type=Path)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument(
-        "--readers", default="fused,detector,detector-torch,detector-1view,rapidocr"
+        "--readers",
+        default="default,fused,fused-fast,cascade,fast,detector,detector-torch,detector-1view,"
+        "rapidocr",
     )
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -89,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in rows
     ]
     makers = {
-        "fused": lambda: _ours("fused"),
+        "default": lambda: _ours("fused"),
+        "fused": lambda: _ours("fused", cascade_confidence=None, locator="detector"),
+        "fused-fast": lambda: _ours("fused", cascade_confidence=None, locator="fast"),
+        "cascade": lambda: _ours("fused", cascade_confidence=0.95, locator="fast"),
+        "fast": lambda: _ours("fast"),
         "detector": lambda: _ours("detector"),
         "detector-torch": lambda: _ours("detector", "torch"),
         "detector-1view": lambda: _one_view(rows),
@@ -97,22 +117,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     makers["rapidocr"] = _rapidocr
     results: dict[str, dict[str, Any]] = {}
     print(f"{len(rows)} plates from {args.dir}")
-    print(f"{'reader':15} {'exact %':>8} {'CER':>7} {'ms/plate':>9}")
+    print(f"{'reader':15} {'exact %':>8} {'CER':>7} {'ms/plate':>9} {'prec@80%':>9}")
     for name in args.readers.split(","):
         read = makers[name]()
         read(images[:2])  # warm-up outside the timing
-        texts: list[str] = []
+        readings: list[tuple[str, float | None]] = []
         started = time.perf_counter()
         for start in range(0, len(images), BATCH):
-            texts += read(images[start : start + BATCH])
+            readings += read(images[start : start + BATCH])
         elapsed_s = time.perf_counter() - started
         score = GroupScore()
-        for row, text in zip(rows, texts, strict=True):
+        right = []
+        for row, (text, _) in zip(rows, readings, strict=True):
             label, got = normalise(row.text), normalise(text)
+            right.append(label == got)
             score.add(exact=label == got, edits=len(align(label, got)), label_chars=len(label))
         ms = 1000 * elapsed_s / len(rows)
-        results[name] = {**score.to_dict(), "ms_per_plate": ms}
-        print(f"{name:15} {score.accuracy:>8.1%} {score.cer:>7.1%} {ms:>9.1f}", flush=True)
+        confidences = [c for _, c in readings]
+        precision = (
+            Reliability.of([c or 0.0 for c in confidences], right).at_coverage(0.8)[0]
+            if None not in confidences
+            else None
+        )
+        results[name] = {**score.to_dict(), "ms_per_plate": ms, "precision_at_80": precision}
+        shown = f"{precision:>9.1%}" if precision is not None else f"{'-':>9}"
+        print(f"{name:15} {score.accuracy:>8.1%} {score.cer:>7.1%} {ms:>9.1f} {shown}", flush=True)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -44,6 +44,11 @@ __all__ = ["HalfScores", "main", "score_half"]
 LABEL_FIXES = {
     "reported_NEWYORK_68686MM_.jpg": "68585MM",  # the plate reads 68585-MM
     "reported_NEWYORK_KNM8672.jpg": "KNM8572",  # the plate reads KNM-8572
+    # Two Idaho catalogue plates whose labels were crossed (labels.csv's own flag on id1191
+    # describes id1645's plate): id1645 reads DLR 1640-81, id1191 reads 6C 8862 (the stacked
+    # county code is left out, as the labels leave stacked characters out).
+    "oalpr_segocr_id1645.jpg": "164081",
+    "oalpr_segocr_id1191.jpg": "8862",
 }
 
 

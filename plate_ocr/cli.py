@@ -175,7 +175,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "eval":
         from training.evaluate import run_eval
 
-        settings = _reader_settings(args, model_path=args.model, recogniser_path=args.recogniser)
+        settings = _reader_settings(
+            args,
+            model_path=args.model,
+            recogniser_path=args.recogniser,
+            fast_reader_path=args.fast_reader,
+        )
         return run_eval(
             settings,
             args.dir,

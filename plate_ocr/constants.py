@@ -27,6 +27,7 @@ __all__ = [
     "PRODUCER_RECONNECT_DEADLINE_S",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_S",
+    "READERS",
     "READING_FIELD",
     "RECONNECT_BASE_BACKOFF_S",
     "REDIS_CONNECT_TIMEOUT_S",
@@ -54,6 +55,9 @@ __all__ = [
 # The 36 classes of the seed model, in its class-id order: digits 0-9 then letters A-Z.
 CLASS_NAMES: Final[tuple[str, ...]] = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 DEFAULT_CONFIDENCE: Final = 0.25  # the original test_ocr.py default
+# The ways to read a crop (reader.two_stage.ReaderKind): the default two-stage reader, the
+# character detector alone, one small network on the whole crop (reader.fast_reader).
+READERS: Final = ("fused", "detector", "fast")
 
 DEFAULT_QUEUE: Final = "plates"
 DEFAULT_RESULTS_STREAM: Final = "plate-ocr:readings"

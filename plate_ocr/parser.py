@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from plate_ocr.constants import READERS
+
 __all__ = ["TRAINING_TOOLS", "build_parser"]
 
 # Commands whose arguments their own parsers read (training.synth, training.train).
@@ -31,6 +33,16 @@ Settings come from PLATE_OCR_* environment variables (PLATE_OCR_REDIS_URL, PLATE
 
 
 _CALIBRATION_HELP = "the detector's calibration file (default: the bundled one, bundled model only)"
+
+
+def _add_reader_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reader",
+        choices=READERS,
+        default=None,
+        help="fused (default: the detector locates, a line recogniser reads, both fused), "
+        "detector (the character detector alone) or fast (one small network on the whole crop)",
+    )
 
 
 def _add_global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
@@ -85,13 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument("--device", default=None, help="cpu (default) or cuda:N")
     p.add_argument("--json", action="store_true", help="print the seed-compatible dict")
-    p.add_argument(
-        "--reader",
-        choices=("fused", "detector"),
-        default=None,
-        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
-        "detector (the character detector alone)",
-    )
+    _add_reader_flag(p)
 
     p = sub.add_parser("worker", help="read the queue and publish readings, on one device")
     p.add_argument("--device", default=None, help="cpu or cuda:N (never falls back)")
@@ -116,13 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default: onnxruntime for the bundled model on the CPU, else torch), "
         "onnxruntime, torch, onnx, openvino, engine",
     )
-    p.add_argument(
-        "--reader",
-        choices=("fused", "detector"),
-        default=None,
-        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
-        "detector (the character detector alone)",
-    )
+    _add_reader_flag(p)
     p.add_argument("--burst", action="store_true", help="drain the queue, then exit")
     p.add_argument(
         "--metrics-port",
@@ -212,19 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recogniser", type=Path, default=None, help="the fused reader's line recogniser (ONNX)"
     )
+    p.add_argument(
+        "--fast-reader", type=Path, default=None, help="the fast reader's network (ONNX)"
+    )
     p.add_argument("--calibration", type=Path, default=None, help=_CALIBRATION_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--naive", action="store_true", help="left-to-right sort only (no post-proc)")
-    p.add_argument(
-        "--reader",
-        choices=("fused", "detector"),
-        default=None,
-        help="fused (default: the detector locates, a line recogniser reads, both fused) or "
-        "detector (the character detector alone)",
-    )
+    _add_reader_flag(p)
     p.add_argument(
         "--json",
         dest="json_out",

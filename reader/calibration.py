@@ -25,7 +25,7 @@ Features, all in [0, 1] or log-odds so a linear model is enough:
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,11 +37,13 @@ from plate_ocr.errors import ModelError
 from reader.presence import PRESENCE_FEATURES, PresenceModel
 from reader.views import IDENTITY, View
 
-__all__ = ["FEATURES", "Calibration", "PlateFeatures", "bundled_calibration_path"]
+__all__ = ["FAST_READERS", "FEATURES", "Calibration", "PlateFeatures", "bundled_calibration_path"]
 
 log = logging.getLogger("plate_ocr.reader.calibration")
 
 FEATURES: Final = ("posterior", "min_char", "agreement", "format", "length_gap")
+# The entries whose readings come from the fast reader (reader.fast_reader, reader.locator).
+FAST_READERS: Final = ("fast", "fused_fast")
 _EPS: Final = 1e-4
 
 
@@ -83,13 +85,15 @@ class Calibration:
     `presence` is the detector's character presence model (None: every box is a character);
     `class_bias` the log-weights added to its class scores (None: none); `views` the views its
     own reading looks at each crop in, the ones those two were fitted with; `detector_sha256`
-    the weights all of it was fitted for (None: not recorded)."""
+    the weights all of it was fitted for (None: not recorded); `fast_reader_sha256` the fast
+    reader its `FAST_READERS` entries were fitted for."""
 
     models: Mapping[str, tuple[tuple[float, ...], float]]
     presence: PresenceModel | None = None
     class_bias: tuple[float, ...] | None = None
     views: tuple[View, ...] = (IDENTITY,)
     detector_sha256: str | None = None
+    fast_reader_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.class_bias is not None and len(self.class_bias) != len(CLASS_NAMES):
@@ -129,6 +133,7 @@ class Calibration:
                     for v in data.get("detector_views", [{"stretch": 1.0, "margin": 0.0}])
                 ),
                 detector_sha256=data.get("detector_sha256"),
+                fast_reader_sha256=data.get("fast_reader_sha256"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"calibration file {path} is malformed: {e}") from e
@@ -154,6 +159,20 @@ class Calibration:
             sha256[:12],
         )
         return cls(models={})
+
+    def for_fast_reader(self, sha256: str) -> "Calibration":
+        """This calibration for the fast reader with this sha256: its entries for the fast
+        reader's readings dropped, said in the log, where they were fitted for another one."""
+        if self.fast_reader_sha256 in (None, sha256):
+            return self
+        log.warning(
+            "calibration was fitted for fast reader %s, not this one (%s): its readings keep "
+            "their raw confidence; fit one with python -m training.calibrate",
+            str(self.fast_reader_sha256)[:12],
+            sha256[:12],
+        )
+        models = {k: v for k, v in self.models.items() if k not in FAST_READERS}
+        return replace(self, models=models, fast_reader_sha256=None)
 
     def fits(self, sha256: str) -> bool:
         """Whether this calibration may read the weights with this sha256: fitted for them,

@@ -10,16 +10,19 @@ Everything after `detect` (ordering, a recogniser, fusion) works on `Detections`
 never knows which runtime ran. `choose_backend` is the one place that picks the runtime.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.errors import ConfigError
 from reader.bundle import bundled_model_path, file_sha256
 from reader.detections import Detections
+from reader.image import ensure_bgr
 from schemas.reading import ModelInfo
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "Detector",
     "PlateBatch",
     "choose_backend",
+    "letterbox",
+    "load_detector",
     "plate_input_hw",
     "require_torch",
     "resolve_input_hw",
@@ -44,6 +49,7 @@ AUTO: Final = "auto"
 LIGHT_BACKEND: Final = "onnxruntime"
 TORCH_BACKENDS: Final = ("torch", "onnx", "openvino", "engine")  # reader.backends, via ultralytics
 _GPU_EXTRA: Final = "pip install 'plate-ocr-stream[gpu]'"
+_PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trained with
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +158,61 @@ def require_torch(what: str) -> None:
         raise ConfigError(
             f"{what} needs torch and ultralytics, which the light install leaves out: {_GPU_EXTRA}"
         ) from e
+
+
+def letterbox(
+    images: Sequence[npt.NDArray[Any]], input_hw: tuple[int, int], detector: Detector
+) -> PlateBatch:
+    """Decoded crops (BGR or gray) letterboxed into one batch of `detector`'s input. No model
+    call. Same geometry as ultralytics' LetterBox (centred, grey 114, linear resize, up- or
+    down-scaled to fit), so boxes map back exactly as `predict` maps them."""
+    height, width = input_hw
+    canvas = np.full((len(images), height, width, 3), _PAD_VALUE, dtype=np.uint8)
+    shapes, crops = [], []
+    for i, image in enumerate(images):
+        crop = ensure_bgr(image)
+        crops.append(crop)
+        h0, w0 = crop.shape[:2]
+        gain = min(height / h0, width / w0)
+        w1, h1 = max(round(w0 * gain), 1), max(round(h0 * gain), 1)
+        top, left = round((height - h1) / 2 - 0.1), round((width - w1) / 2 - 0.1)
+        if (w1, h1) != (w0, h0):
+            crop = np.asarray(cv2.resize(crop, (w1, h1), interpolation=cv2.INTER_LINEAR))
+        # RGB here, per crop, costs a tenth of flipping the whole float batch afterwards.
+        canvas[i, top : top + h1, left : left + w1] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        shapes.append((h0, w0))
+    return PlateBatch(pixels=detector.to_pixels(canvas), shapes=tuple(shapes), crops=tuple(crops))
+
+
+def load_detector(
+    backend: str,
+    model_path: Path | None,
+    *,
+    device: str,
+    imgsz: int | None,
+    input_hw: tuple[int, int] | None,
+    max_batch: int,
+    cache_dir: Path | None,
+    threads: int | None,
+    spinning: bool = True,
+) -> Detector:
+    """The detector runtime `backend` names (reader.onnx_detector for the light one, else
+    reader.torch_detector, which imports torch)."""
+    if backend == LIGHT_BACKEND:
+        from reader.onnx_detector import OnnxDetector
+
+        onnx = model_path if model_path is not None and model_path.suffix == ".onnx" else None
+        return OnnxDetector(
+            onnx, imgsz=imgsz, input_hw=input_hw, threads=threads, spinning=spinning
+        )
+    from reader.torch_detector import TorchDetector  # imports torch: only on this path
+
+    return TorchDetector(
+        model_path if model_path is not None else bundled_model_path(),
+        device=device,
+        backend=backend,
+        imgsz=imgsz,
+        input_hw=input_hw,
+        max_batch=max_batch,
+        cache_dir=cache_dir,
+    )

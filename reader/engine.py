@@ -15,6 +15,7 @@ come back in crop pixels whatever the input shape, exactly as ultralytics' own `
 square, at 2.3x the plates/s.
 """
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -22,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -32,14 +32,27 @@ from plate_ocr.settings import Settings
 from reader.bundle import BUNDLED_MODEL_NAME, bundled_model_path
 from reader.calibration import Calibration
 from reader.detections import Detections
-from reader.detector import LIGHT_BACKEND, Detector, PlateBatch, choose_backend, plate_input_hw
+from reader.detector import (
+    LIGHT_BACKEND,
+    Detector,
+    PlateBatch,
+    choose_backend,
+    letterbox,
+    load_detector,
+    plate_input_hw,
+)
 from reader.device import resolve_device
+from reader.fast_reader import INPUT_HW, FastReader, bundled_fast_reader_path
+from reader.fusion import MARGIN_X
 from reader.image import BgrImage, decode_image, ensure_bgr, load_path
+from reader.locator import FAST_LOCATED, FAST_MARGIN_X, Locator, choose_locator
 from reader.postprocess import OcrResult
 from reader.recogniser import LineRecogniser
 from reader.two_stage import READERS, ReaderKind, ReadingSteps
 from reader.views import DETECTOR_VIEWS, IDENTITY, View, detect_in_views
 from schemas.reading import ModelInfo
+
+log = logging.getLogger("plate_ocr.reader.engine")
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -57,7 +70,6 @@ ImageInput = bytes | str | Path | npt.NDArray[Any]
 _DEFAULT_MAX_IMAGE_BYTES: Final[int] = Settings.model_fields["max_image_bytes"].default
 _DEFAULT_MAX_IMAGE_PIXELS: Final[int] = Settings.model_fields["max_image_pixels"].default
 _WARM_UP_SHAPE: Final = (64, 192, 3)  # a plate-like aspect ratio
-_PAD_VALUE: Final = 114  # ultralytics' letterbox grey, which the model was trained with
 # The fused reader pipelines its two stages over chunks of this many crops (PlateReader.infer).
 # On the 1 513 dev plates, batches of 32, 2 cores: chunks of 4 / 8 / 16 took 8.9-9.0 /
 # 8.4-8.7 / 8.1-8.2 ms a plate.
@@ -70,7 +82,12 @@ class PlateReader:
 
     `reader="detector"` reads with the detector alone (one model, as the seed did: the
     original `usa_plate_ocr.pt` reads exactly as before, with candidates and a calibrated
-    plate confidence added).
+    plate confidence added). `reader="fast"` reads with one small network on the whole crop
+    (reader.fast_reader; `fast_reader_path`, None: the bundled one), and loads no detector:
+    `model_info` is then the fast reader's. For the fused reader, `locator="fast"` has the fast
+    reader locate the serial instead of the detector (reader.locator; no detector loaded), and
+    `cascade_confidence` puts the fast reader in front: its readings at that calibrated
+    confidence or more are kept, the rest read in two stages (both on the CPU only).
     `imgsz=None` uses the size the weights were trained at. `input_hw` overrides the
     plate-shaped input derived from imgsz (`(imgsz, imgsz)` reads on the old square input).
     `naive=True` orders characters like the seed did (left to right, no duplicate suppression,
@@ -103,37 +120,81 @@ class PlateReader:
         spinning: bool = True,
         calibration: Calibration | None = None,
         recogniser_path: Path | str | None = None,
+        fast_reader_path: Path | str | None = None,
+        cascade_confidence: float | None = None,
+        locator: Locator = "detector",
     ) -> None:
-        given = Path(model_path) if model_path is not None else None
-        self.device = resolve_device(device)  # before loading: a bad device fails fast
-        self.backend = choose_backend(backend, given, self.device)
-        # The largest call the detector gets: all the views of `max_batch` crops (a TensorRT
-        # engine is built for it). The views come with the calibration, read after the weights.
-        views = len(calibration.views if calibration is not None else DETECTOR_VIEWS)
-        self._detector_batch = max_batch * (views if reader == "detector" and not naive else 1)
-        self._detector = _load_detector(
-            self.backend,
-            given,
-            device=self.device,
-            imgsz=imgsz,
-            input_hw=input_hw,
-            max_batch=self._detector_batch,
-            cache_dir=cache_dir,
-            threads=threads,
-            spinning=spinning,
-        )
-        self.model_path = given if given is not None else bundled_model_path()
-        self.model_info = self._detector.model_info
-        self.confidence = confidence
-        self.imgsz = self._detector.imgsz
-        self.input_hw = self._detector.input_hw
-        self.naive = naive
         if reader not in READERS:
             raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
+        given = Path(model_path) if model_path is not None else None
+        self.device = resolve_device(device)  # before loading: a bad device fails fast
         self.reader: ReaderKind = reader
-        # Two threads for the model calls of the fused reader's two stages (`infer`); each call
-        # keeps the session's intra-op threads, so the process uses about 2 x `threads` cores.
+        self.naive = naive
+        self.locator = choose_locator(locator, reader=reader, naive=naive, model_path=given)
+        self.cascade_confidence = cascade_confidence if reader == "fused" and not naive else None
+        if self.cascade_confidence is not None and self.device != "cpu":
+            log.info("no cascade on %s: the fast reader runs on the CPU only", self.device)
+            self.cascade_confidence = None
+        # Two threads for the model calls: the fused reader's two stages side by side (`infer`),
+        # the line recogniser's calls, the fast reader's halves of a batch. Each call keeps its
+        # session's intra-op threads, so the process uses about 2 x `threads` cores.
         self._stage_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage")
+        self._detector: Detector | None = None
+        if reader == "detector" or self.locator == "detector":
+            self._detector = self._load_detector(
+                given,
+                backend,
+                calibration,
+                imgsz=imgsz,
+                input_hw=input_hw,
+                max_batch=max_batch,
+                cache_dir=cache_dir,
+                threads=threads,
+                spinning=spinning,
+            )
+            sha256 = self._detector.model_info.sha256
+            if calibration is None:
+                calibration = Calibration.load_for(sha256)
+            elif not calibration.fits(sha256):
+                raise ConfigError(
+                    "the calibration was fitted for detector "
+                    f"{str(calibration.detector_sha256)[:12]}, not these weights "
+                    f"({sha256[:12]}): fit one for them with "
+                    "python -m training.calibrate DIR --model WEIGHTS"
+                )
+        elif calibration is None:
+            calibration = Calibration.load()  # the fast reader's entries; no detector here
+        self.fast: FastReader | None = None
+        if reader == "fast" or self.locator == "fast" or self.cascade_confidence is not None:
+            if self.device != "cpu":
+                # Its ONNX file runs on ONNX Runtime's CPU provider only, for now: reading on
+                # the CPU when a GPU was asked for would be a silent fallback.
+                raise ConfigError(f"the fast reader runs on the CPU only, not on {self.device}")
+            self.fast = FastReader(
+                fast_reader_path, threads=threads, spinning=spinning, pool=self._stage_pool
+            )
+            calibration = calibration.for_fast_reader(self.fast.model_info.sha256)
+            self.fast.calibration = calibration
+        if self._detector is not None:
+            self.backend = self._detector_backend
+            self.model_path = given if given is not None else bundled_model_path()
+            self.model_info = self._detector.model_info
+            self.imgsz, self.input_hw = self._detector.imgsz, self._detector.input_hw
+        else:
+            assert self.fast is not None
+            if backend != "auto":  # a detector's runtime, and no detector here
+                raise ConfigError(
+                    f"backend {backend!r} runs the character detector, which the "
+                    f"{'fast reader' if reader == 'fast' else 'fast-located fused reader'} "
+                    "reads without"
+                )
+            self.backend = LIGHT_BACKEND
+            self.model_path = (
+                Path(fast_reader_path) if fast_reader_path else bundled_fast_reader_path()
+            )
+            self.model_info = self.fast.model_info
+            self.imgsz, self.input_hw = INPUT_HW[1], INPUT_HW
+        self.confidence = confidence
         self.recogniser = (
             LineRecogniser(
                 recogniser_path,
@@ -145,22 +206,50 @@ class PlateReader:
             if reader == "fused"
             else None
         )
-        if calibration is None:
-            calibration = Calibration.load_for(self.model_info.sha256)
-        elif not calibration.fits(self.model_info.sha256):
-            raise ConfigError(
-                f"the calibration was fitted for detector {str(calibration.detector_sha256)[:12]}, "
-                f"not these weights ({self.model_info.sha256[:12]}): fit one for them with "
-                "python -m training.calibrate DIR --model WEIGHTS"
-            )
         self._steps = ReadingSteps(
-            reader, recogniser=self.recogniser, calibration=calibration, naive=naive
+            "detector" if reader == "fast" else reader,
+            recogniser=self.recogniser,
+            calibration=calibration,
+            naive=naive,
+            calibrated_as=FAST_LOCATED if self.locator == "fast" else None,
+            margin_x=FAST_MARGIN_X if self.locator == "fast" else MARGIN_X,
         )
         self.max_batch = max_batch
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
         self._lock = threading.Lock()
         self.read_arrays([np.zeros(_WARM_UP_SHAPE, dtype=np.uint8)])  # pays CUDA/JIT set-up now
+
+    def _load_detector(
+        self,
+        given: Path | None,
+        backend: str,
+        calibration: Calibration | None,
+        *,
+        imgsz: int | None,
+        input_hw: tuple[int, int] | None,
+        max_batch: int,
+        cache_dir: Path | None,
+        threads: int | None,
+        spinning: bool,
+    ) -> Detector:
+        self._detector_backend = choose_backend(backend, given, self.device)
+        # The largest call the detector gets: all the views of `max_batch` crops (a TensorRT
+        # engine is built for it). The views come with the calibration, read after the weights.
+        views = len(calibration.views if calibration is not None else DETECTOR_VIEWS)
+        own_reading = self.reader == "detector" and not self.naive
+        self._detector_batch = max_batch * (views if own_reading else 1)
+        return load_detector(
+            self._detector_backend,
+            given,
+            device=self.device,
+            imgsz=imgsz,
+            input_hw=input_hw,
+            max_batch=self._detector_batch,
+            cache_dir=cache_dir,
+            threads=threads,
+            spinning=spinning,
+        )
 
     @classmethod
     def from_settings(
@@ -191,6 +280,9 @@ class PlateReader:
             spinning=settings.ort_spinning,
             calibration=calibration,
             recogniser_path=settings.recogniser_path,
+            fast_reader_path=settings.fast_reader_path,
+            cascade_confidence=settings.cascade_confidence,
+            locator=settings.locator,
         )
 
     def read(self, image: ImageInput, *, confidence: float | None = None) -> OcrResult:
@@ -217,28 +309,49 @@ class PlateReader:
         Same geometry as ultralytics' LetterBox (centred, grey 114, linear resize, up- or
         down-scaled to fit), so boxes map back exactly as `predict` maps them.
         """
-        height, width = self.input_hw
-        canvas = np.full((len(images), height, width, 3), _PAD_VALUE, dtype=np.uint8)
-        shapes, crops = [], []
-        for i, image in enumerate(images):
-            crop = ensure_bgr(image)
-            crops.append(crop)
-            h0, w0 = crop.shape[:2]
-            gain = min(height / h0, width / w0)
-            w1, h1 = max(round(w0 * gain), 1), max(round(h0 * gain), 1)
-            top, left = round((height - h1) / 2 - 0.1), round((width - w1) / 2 - 0.1)
-            if (w1, h1) != (w0, h0):
-                crop = np.asarray(cv2.resize(crop, (w1, h1), interpolation=cv2.INTER_LINEAR))
-            # RGB here, per crop, costs a tenth of flipping the whole float batch afterwards.
-            canvas[i, top : top + h1, left : left + w1] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-            shapes.append((h0, w0))
-        pixels = self._detector.to_pixels(canvas)
-        return PlateBatch(pixels=pixels, shapes=tuple(shapes), crops=tuple(crops))
+        if self.fast is not None:  # the fast reader first: the detector's input when needed
+            crops = [ensure_bgr(image) for image in images]
+            return PlateBatch(
+                pixels=self.fast.to_pixels(crops),
+                shapes=tuple((c.shape[0], c.shape[1]) for c in crops),
+                crops=tuple(crops),
+            )
+        return self._letterbox(images)
+
+    def _letterbox(self, images: Sequence[npt.NDArray[Any]]) -> PlateBatch:
+        return letterbox(images, self.input_hw, self._require_detector())
 
     def infer(self, batch: PlateBatch, *, confidence: float | None = None) -> list[OcrResult]:
         """Run the stages on a preprocessed batch: one reading per crop, in order."""
         if not len(batch):
             return []
+        if self.fast is None:
+            return self._two_stage(batch, confidence)
+        reads = self.fast.infer(batch.pixels, batch.shapes)
+        results = [self.fast.reading(read) for read in reads]
+        if self.reader == "fast":
+            return results
+        # The fused reader: the fast reader's readings at `cascade_confidence` or more are
+        # kept; the rest are read in two stages, located by the fast reader or the detector.
+        again = [
+            i
+            for i, result in enumerate(results)
+            if self.cascade_confidence is None or result.confidence < self.cascade_confidence
+        ]
+        if not again:
+            return results
+        crops = [batch.crops[i] for i in again]
+        if self._detector is not None:
+            slow = self._two_stage(self._letterbox(crops), confidence)
+        else:
+            threshold = self.confidence if confidence is None else confidence
+            found = [reads[i].detections() for i in again]
+            slow = self._steps.read(crops, found, confidence=threshold)
+        for i, result in zip(again, slow, strict=True):
+            results[i] = result
+        return results
+
+    def _two_stage(self, batch: PlateBatch, confidence: float | None) -> list[OcrResult]:
         if self.reader == "fused" and not self.naive and len(batch.crops) != len(batch):
             raise ValueError("the fused reader needs the batch's crops (build it with preprocess)")
         threshold = self.confidence if confidence is None else confidence
@@ -260,6 +373,12 @@ class PlateReader:
                 pending = self._stage_pool.submit(self.detect, chunks[i + 1], confidence=detect_at)
             results += self._steps.read(chunk.crops, found, confidence=threshold)
         return results
+
+    @property
+    def fast_info(self) -> ModelInfo | None:
+        """The fast reader in front of the fused reader's stages (None without a cascade)."""
+        cascade = self.fast is not None and self.cascade_confidence is not None
+        return self.fast.model_info if cascade and self.fast is not None else None
 
     @property
     def recogniser_info(self) -> ModelInfo | None:
@@ -291,7 +410,13 @@ class PlateReader:
             views, batch.crops, lambda shown: self._detect(self.preprocess(shown), confidence)
         )
 
+    def _require_detector(self) -> Detector:
+        if self._detector is None:
+            raise ValueError("this reader reads without the character detector (locator fast)")
+        return self._detector
+
     def _detect(self, batch: PlateBatch, confidence: float) -> list[Detections]:
+        detector = self._require_detector()
         found: list[Detections] = []
         # The views of a batch of `max_batch` crops run as one call (on a GPU, about one
         # view's time), never split at `max_batch` into one call per view.
@@ -299,7 +424,7 @@ class PlateReader:
         # Serialised: runtimes (ONNX Runtime sessions, exports, CUDA graphs) keep per-call state.
         with self._lock:
             for start in range(0, len(batch), limit):
-                found += self._detector.detect(batch[start : start + limit], confidence=confidence)
+                found += detector.detect(batch[start : start + limit], confidence=confidence)
         return found
 
     def _to_array(self, image: ImageInput) -> BgrImage:
@@ -324,35 +449,3 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, cpus // 2)
-
-
-def _load_detector(
-    backend: str,
-    model_path: Path | None,
-    *,
-    device: str,
-    imgsz: int | None,
-    input_hw: tuple[int, int] | None,
-    max_batch: int,
-    cache_dir: Path | None,
-    threads: int | None,
-    spinning: bool = True,
-) -> Detector:
-    if backend == LIGHT_BACKEND:
-        from reader.onnx_detector import OnnxDetector
-
-        onnx = model_path if model_path is not None and model_path.suffix == ".onnx" else None
-        return OnnxDetector(
-            onnx, imgsz=imgsz, input_hw=input_hw, threads=threads, spinning=spinning
-        )
-    from reader.torch_detector import TorchDetector  # imports torch: only on this path
-
-    return TorchDetector(
-        model_path if model_path is not None else bundled_model_path(),
-        device=device,
-        backend=backend,
-        imgsz=imgsz,
-        input_hw=input_hw,
-        max_batch=max_batch,
-        cache_dir=cache_dir,
-    )

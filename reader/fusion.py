@@ -81,9 +81,11 @@ def layout(
     *,
     confidence: float,
     extend_confidence: float | None = None,
+    margin_x: float = MARGIN_X,
 ) -> PlateLayout:
     """Threshold and de-duplicate the boxes as the detector's own reading does, group them in
-    rows (top first), and bound each row's serial region within the crop.
+    rows (top first), and bound each row's serial region within the crop, widened by
+    `margin_x` character heights left and right.
 
     With `extend_confidence`, weaker boxes (down to that score) that continue a row, at its
     height and within a character's width of its ends, widen the region: the detector often
@@ -108,9 +110,9 @@ def layout(
         boxes = found.xyxy[members]
         members = members[np.argsort((boxes[:, 0] + boxes[:, 2]) / 2, kind="stable")]
         char_h = float(np.median(boxes[:, 3] - boxes[:, 1]))
-        x1 = max(int(boxes[:, 0].min() - MARGIN_X * char_h), 0)
+        x1 = max(int(boxes[:, 0].min() - margin_x * char_h), 0)
         y1 = max(int(boxes[:, 1].min() - MARGIN_Y * char_h), 0)
-        x2 = min(math.ceil(boxes[:, 2].max() + MARGIN_X * char_h), width)
+        x2 = min(math.ceil(boxes[:, 2].max() + margin_x * char_h), width)
         y2 = min(math.ceil(boxes[:, 3].max() + MARGIN_Y * char_h), height)
         if x2 - x1 < 2 or y2 - y1 < 2:
             continue

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
-from schemas.reading import CharacterReading
+from schemas.reading import CharacterReading, ModelInfo
 
 if TYPE_CHECKING:
     from reader.calibration import PlateFeatures
@@ -56,7 +56,10 @@ class OcrResult:
     nothing was read); the reading steps (reader.two_stage) replace it with a calibrated one.
     `rows` is 0 when nothing was read, else 1 or 2; `characters` are in reading order.
     `candidates` are the top plate strings with their probabilities, best first; `features`
-    what the calibration saw (for fitting it; not part of the published reading).
+    what the calibration saw (for fitting it; not part of the published reading). `models`
+    names the models that read this crop (the character model, the line recogniser or None)
+    where a reader's crops are not all read by the same ones (the fused reader's cascade);
+    None: the reader's own.
     """
 
     text: str
@@ -65,6 +68,7 @@ class OcrResult:
     rows: int
     candidates: tuple[tuple[str, float], ...] = ()
     features: "PlateFeatures | None" = None
+    models: tuple[ModelInfo, ModelInfo | None] | None = None
 
 
 def order_characters(

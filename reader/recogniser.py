@@ -89,6 +89,8 @@ class RecognisedChar:
     probs: npt.NDArray[np.float64]  # (36,), sums to 1
     presence: float  # the best step's probability of being one of our classes at all
     x: float  # centre, in plate-crop pixels
+    left: float  # the extent of its CTC steps, in plate-crop pixels
+    right: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,8 @@ class LineRead:
                     probs=mass / max(float(mass.sum()), 1e-12),
                     presence=float(np.clip(presence.max(), 0.0, 1.0)),
                     x=self.box[0] + centre,
+                    left=self.box[0] + steps[0] * self.px_per_step,
+                    right=self.box[0] + (steps[-1] + 1) * self.px_per_step,
                 )
             )
         return chars

@@ -19,11 +19,12 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from plate_ocr import constants
 from plate_ocr.constants import CLASS_NAMES
 from reader.calibration import Calibration, PlateFeatures
 from reader.decoding import PRIOR_WEIGHT, Decoded, decode
 from reader.detections import Detections, merge_class_duplicates
-from reader.fusion import FusedChar, fuse_line, layout
+from reader.fusion import MARGIN_X, FusedChar, fuse_line, layout
 from reader.plate_formats import matches_format
 from reader.postprocess import OcrResult, naive_order, order_characters
 from reader.recogniser import LineRecogniser
@@ -39,8 +40,9 @@ __all__ = [
     "detector_characters",
 ]
 
-ReaderKind = Literal["fused", "detector"]
-READERS: Final[tuple[ReaderKind, ...]] = ("fused", "detector")
+# fast: reader.fast_reader, one small network on the whole crop (no detector, no steps here).
+ReaderKind = Literal["fused", "detector", "fast"]
+READERS: Final[tuple[ReaderKind, ...]] = constants.READERS
 # Weak boxes down to this score may widen a row's serial region (reader.fusion.layout): on the
 # dev set 0.05 read 91.3% exactly, 0.10 91.0%, none 90.3%.
 EXTEND_CONFIDENCE: Final = 0.05
@@ -68,10 +70,16 @@ class ReadingSteps:
         recogniser: LineRecogniser | None = None,
         calibration: Calibration | None = None,
         naive: bool = False,
+        calibrated_as: str | None = None,
+        margin_x: float = MARGIN_X,
     ) -> None:
         if reader == "fused" and recogniser is None:
             raise ValueError("the fused reader needs a recogniser")
         self.reader = reader
+        # The calibration's entry for these readings (reader.calibration): the reader's name,
+        # unless their features come from elsewhere (reader.locator.FAST_LOCATED).
+        self.calibrated_as = calibrated_as or reader
+        self.margin_x = margin_x  # the serial region's margin (reader.fusion.layout)
         self.recogniser = recogniser
         self.calibration = calibration if calibration is not None else Calibration(models={})
         self.naive = naive
@@ -167,7 +175,13 @@ class ReadingSteps:
     ) -> list[OcrResult]:
         assert self.recogniser is not None
         layouts = [
-            layout(f, crop.shape[:2], confidence=confidence, extend_confidence=EXTEND_CONFIDENCE)
+            layout(
+                f,
+                crop.shape[:2],
+                confidence=confidence,
+                extend_confidence=EXTEND_CONFIDENCE,
+                margin_x=self.margin_x,
+            )
             for f, crop in zip(found, crops, strict=True)
         ]
         lines = [(crop, box) for crop, lay in zip(crops, layouts, strict=True) for box in lay.lines]
@@ -195,7 +209,7 @@ class ReadingSteps:
         )
         return OcrResult(
             text=decoded.text,
-            confidence=self.calibration.probability("fused", features),
+            confidence=self.calibration.probability(self.calibrated_as, features),
             characters=characters,
             rows=max(c.row for c in characters) + 1,
             candidates=decoded.candidates,

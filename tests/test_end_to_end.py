@@ -13,6 +13,7 @@ from plate_ocr.settings import Settings
 from plate_ocr.stream import ReadingStream
 from producer import PlateProducer
 from reader.engine import PlateReader, bundled_model_path
+from reader.fast_reader import bundled_fast_reader_path
 from schemas import PlateReading
 from worker.batch_worker import BatchWorker
 
@@ -45,9 +46,14 @@ def test_real_readings_flow_from_producer_to_the_stream(
 
     got = {r.job_id: r for r in ReadingStream(settings, connection=redis_client).read_all()}
     assert sorted(got) == sorted(ids)
-    sha = hashlib.sha256(bundled_model_path().read_bytes()).hexdigest()
+    # The models that read them: the bundled ones the reader loaded (reader.locator).
+    model = reader.model_path
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert model in (bundled_model_path(), bundled_fast_reader_path())
     ok = [got[i] for i in ids[:-1]]
     assert all(r.status == "ok" and r.model.sha256 == sha and r.camera_id == "lane-2" for r in ok)
+    assert reader.recogniser_info is not None
+    assert all(r.recogniser == reader.recogniser_info for r in ok)
     assert all(r.rows in (1, 2) for r in ok if r.text)
     assert any(r.text for r in ok)
     broken = got[ids[-1]]

@@ -10,9 +10,10 @@ printed with both fitted 5-fold cross-validated. The boxes are those the detecto
 its test-time views (reader.views.DETECTOR_VIEWS; `--single-view` for the crop as it is), and
 the file names the views: the corrections hold for them only.
 
-Then reads every plate with each reader (fused and detector, with those corrections), fits a
+Then reads every plate with each reader (fused, detector, fast, and fused_fast: the fused reader
+located by the fast reader; with those corrections), fits a
 logistic model of "read exactly right" on the reading's features (reader.calibration), and
-prints, for each reader, the reliability table and precision at 50/70/90% coverage from 5-fold
+prints, for each reader, the reliability table and precision at 50/70/80/90% coverage from 5-fold
 cross-validation: each plate's confidence then comes from a fit that did not see it, so the
 figures are honest about plates outside the set. The file written is the fit on all plates.
 """
@@ -33,6 +34,7 @@ from plate_ocr.settings import Settings
 from reader.calibration import FEATURES, Calibration, bundled_calibration_path, fit_logistic
 from reader.detections import Detections
 from reader.image import decode_image, load_path
+from reader.locator import FAST_LOCATED
 from reader.postprocess import OcrResult
 from reader.presence import PRESENCE_FEATURES, PresenceModel, presence_features
 from reader.two_stage import detector_characters
@@ -259,8 +261,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     corrections = fit.corrections
     assert corrections.presence is not None and corrections.class_bias is not None
     fitted: dict[str, dict[str, object]] = {}
-    for kind in ("fused", "detector"):
-        reader = PlateReader.from_settings(settings, reader=kind, calibration=corrections)
+    readings: dict[str, tuple[list[OcrResult], npt.NDArray[np.float64]]] = {}
+    detector = PlateReader.from_settings(settings, reader="detector", calibration=corrections)
+    fast_reader = PlateReader.from_settings(settings, reader="fast", calibration=corrections)
+    # Each entry of the file: the reader, and what locates the fused reader's serial. The fast
+    # reader's entries are fitted for the bundled detector's file only (your own detector's
+    # fused reader is located by it: reader.locator).
+    entries = {"fused": ("fused", "detector"), "detector": ("detector", "detector")}
+    if args.model is None:
+        entries |= {"fast": ("fast", "detector"), FAST_LOCATED: ("fused", "fast")}
+    for kind, (reader_kind, locator) in entries.items():
+        reader = PlateReader.from_settings(
+            settings.model_copy(update={"cascade_confidence": None, "locator": locator}),
+            reader=reader_kind,  # type: ignore[arg-type]
+            calibration=corrections,
+        )
         results = _read_all(reader, [r.file for r in rows], settings)
         right = np.array(
             [normalise(r.text) == normalise(o.text) for r, o in zip(rows, results, strict=True)]
@@ -273,14 +288,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         confidence[has] = cross_validated(x[has], right[has])
         weights, intercept = fit_logistic(x[has].tolist(), right[has].tolist())
         fitted[kind] = {"weights": list(weights), "intercept": intercept}
+        readings[kind] = (results, confidence)
         print(f"{kind}: {right.mean():.1%} exact on {len(rows)} plates; cross-validated:")
         print(Reliability.of(confidence.tolist(), right.tolist()).format_table())
+    if settings.cascade_confidence is not None and args.model is None:
+        # The default path: the cascade in front of the fused reader, located as set.
+        slow = FAST_LOCATED if settings.locator == "fast" else "fused"
+        _print_cascade(rows, readings["fast"], readings[slow], settings.cascade_confidence)
     args.out.write_text(
         json.dumps(
             {
                 "features": list(FEATURES),
                 "fitted_on": f"{args.dir.name} ({len(rows)} plates)",
-                "detector_sha256": reader.model_info.sha256,
+                "detector_sha256": detector.model_info.sha256,
+                "fast_reader_sha256": fast_reader.model_info.sha256 if args.model is None else None,
                 "readers": fitted,
                 "presence": {
                     "features": list(PRESENCE_FEATURES),
@@ -298,6 +319,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _print_cascade(
+    rows: Sequence[LabelRow],
+    fast: tuple[list[OcrResult], npt.NDArray[np.float64]],
+    fused: tuple[list[OcrResult], npt.NDArray[np.float64]],
+    threshold: float,
+) -> None:
+    """The default path's figures: the fast reader's readings where its cross-validated
+    confidence reaches `threshold`, the fused reader's elsewhere, each with its own
+    cross-validated confidence."""
+    keep = fast[1] >= threshold
+    texts = [f.text if k else d.text for f, d, k in zip(fast[0], fused[0], keep, strict=True)]
+    confidence = np.where(keep, fast[1], fused[1])
+    right = [normalise(r.text) == normalise(t) for r, t in zip(rows, texts, strict=True)]
+    print(
+        f"default path (the fast reader's readings at >= {threshold}, {keep.mean():.1%} of "
+        f"plates; the fused reader's elsewhere): {np.mean(right):.1%} exact; cross-validated:"
+    )
+    print(Reliability.of(confidence.tolist(), right).format_table())
 
 
 if __name__ == "__main__":

@@ -47,7 +47,18 @@ from training.line_data import (
 )
 from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
 
-__all__ = ["MAX_TRAIN_WIDTH", "collate", "ctc_loss", "main", "parser", "train", "train_step"]
+__all__ = [
+    "MAX_TRAIN_WIDTH",
+    "collate",
+    "ctc_loss",
+    "ignore_sigterm",
+    "lr_factor",
+    "main",
+    "parser",
+    "save_checkpoint",
+    "train",
+    "train_step",
+]
 
 MAX_TRAIN_WIDTH: Final = 480  # 10 steps a character for 7 characters, and then some
 _STEP_PX: Final = 8
@@ -106,7 +117,7 @@ class _Batches(IterableDataset):  # type: ignore[type-arg]
             yield collate(samples)
 
 
-def _lr_factor(step: int, total: int) -> float:
+def lr_factor(step: int, total: int) -> float:
     warm = max(total // 20, 1)
     if step < warm:
         return (step + 1) / warm
@@ -183,7 +194,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         pseudo=pseudo,
         weights=(args.synthetic_share, args.darkplate_share, args.pseudo_share),
     )
-    loader = DataLoader(batches, batch_size=None, num_workers=args.workers)
+    loader = DataLoader(
+        batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
+    )
     stop = threading.Event()
     # SIGTERM (kill PID) ends the run at the next step with a checkpoint, as --save-every does.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
@@ -192,6 +205,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return figures
+
+
+def ignore_sigterm(worker: int) -> None:
+    """In a data-loader process: SIGTERM is for the trainer, which stops them itself (a
+    `pkill -f` reaches every process of the command line, and a worker that died first would
+    take the run down before its checkpoint)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _loop(
@@ -214,7 +234,7 @@ def _loop(
         if step >= args.steps:
             break
         for group, lr in zip(optimiser.param_groups, base, strict=True):
-            group["lr"] = lr * _lr_factor(step, args.steps)
+            group["lr"] = lr * lr_factor(step, args.steps)
         value = train_step(net, optimiser, (lines, steps, targets, lengths), device=device)
         step += 1
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
@@ -227,14 +247,14 @@ def _loop(
                 flush=True,
             )
         if step % args.save_every == 0 or step == args.steps or stop.is_set():
-            _save(net, optimiser, step, out)
+            save_checkpoint(net, optimiser, step, out)
         if stop.is_set():
             print(f"train_recogniser: stopped at step {step}, checkpoint kept", flush=True)
             break
     return figures | {"step": step}
 
 
-def _save(net: PlateRecogniserNet, optimiser: Any, step: int, out: Path) -> None:
+def save_checkpoint(net: torch.nn.Module, optimiser: Any, step: int, out: Path) -> None:
     weights = net.state_dict()
     torch.save(weights, out / f"step_{step:06d}.pt")
     partial = out / "last.pt.partial"

@@ -87,6 +87,7 @@ class BatchWorker:
             reader.device,
             name,
             recogniser=getattr(reader, "recogniser_info", None),  # the fused reader's second model
+            fast=getattr(reader, "fast_info", None),  # the cascade's fast reader
         )
         self._decoder = Decoder(settings)
         # One per thread (taking, publishing): building one reseeds a Random, ~0.3 ms a batch.

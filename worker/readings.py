@@ -36,6 +36,11 @@ class Recognition(Protocol):
     def candidates(self) -> tuple[tuple[str, float], ...]: ...
 
 
+def _models_of(result: Recognition) -> dict[str, ModelInfo | None]:
+    models = getattr(result, "models", None)
+    return {} if models is None else {"model": models[0], "recogniser": models[1]}
+
+
 def reading_id_of(job_id: str, model_sha256: str, requeues: int) -> str:
     """The job's reading id for this attempt: the same for every retry and recovery of it, a new
     one for each time a person requeued the job after it ended (derived, so every worker agrees)."""
@@ -51,21 +56,24 @@ def _ms_since(start: datetime | None, end: datetime) -> float:
 class ReadingFactory:
     """Stamps the worker's identity (models, device, worker id) on every reading.
 
-    Reading ids derive from the job and the weights; with a recogniser, from both models' hashes,
-    so reading a job with another pair of models is a new reading, and retrying it is not.
+    Reading ids derive from the job and the weights; with a recogniser (and a fast reader in
+    front: the cascade), from all the models' hashes, so reading a job with other models is a
+    new reading, and retrying it is not. A result that names the models that read it (the
+    cascade's) is published with those in `model` and `recogniser`.
     """
 
     model: ModelInfo
     device: str
     worker_id: str
     recogniser: ModelInfo | None = None
+    fast: ModelInfo | None = None
 
     @property
     def models_sha256(self) -> str:
         if self.recogniser is None:
             return self.model.sha256
-        pair = f"{self.model.sha256}+{self.recogniser.sha256}".encode()
-        return hashlib.sha256(pair).hexdigest()
+        models = [self.model, self.recogniser] + ([self.fast] if self.fast is not None else [])
+        return hashlib.sha256("+".join(m.sha256 for m in models).encode()).hexdigest()
 
     def ok(
         self,
@@ -89,6 +97,7 @@ class ReadingFactory:
             characters=result.characters,
             rows=result.rows,
             candidates=tuple(Candidate(text=t, confidence=p) for t, p in result.candidates),
+            **_models_of(result),
         )
 
     def error(
@@ -121,12 +130,15 @@ class ReadingFactory:
         **outcome: Any,
     ) -> PlateReading:
         created_at = datetime.now(UTC)
+        # The worker's models, unless the outcome names the ones that read this crop.
+        model: ModelInfo = outcome.pop("model", self.model)
+        recogniser: ModelInfo | None = outcome.pop("recogniser", self.recogniser)
         return PlateReading(
             job_id=envelope.job_id,
             reading_id=reading_id_of(envelope.job_id, self.models_sha256, envelope.requeues),
             supersedes=envelope.supersedes,
-            model=self.model,
-            recogniser=self.recogniser,
+            model=model,
+            recogniser=recogniser,
             device=self.device,
             worker_id=self.worker_id,
             camera_id=envelope.camera_id,

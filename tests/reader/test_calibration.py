@@ -29,10 +29,14 @@ def _features(**kw: object) -> PlateFeatures:
     return PlateFeatures(**base)  # type: ignore[arg-type]
 
 
-def test_the_shipped_calibration_covers_both_readers_and_is_monotone() -> None:
+def test_the_shipped_calibration_covers_every_reader_and_is_monotone() -> None:
+    from reader.bundle import file_sha256
+    from reader.fast_reader import bundled_fast_reader_path
+
     calibration = Calibration.load()
-    assert set(calibration.models) == {"fused", "detector"}
-    for reader in ("fused", "detector"):
+    assert set(calibration.models) == {"fused", "detector", "fast", "fused_fast"}
+    assert calibration.fast_reader_sha256 == file_sha256(bundled_fast_reader_path())
+    for reader in calibration.models:
         low = calibration.probability(reader, _features(min_char=0.3, posterior=0.4))
         high = calibration.probability(reader, _features(min_char=0.99, posterior=0.99))
         assert 0.0 < low < high < 1.0
@@ -108,3 +112,14 @@ def test_a_calibration_applies_only_to_the_weights_it_was_fitted_for(
     path.write_text(json.dumps({"readers": {}, "class_bias": [0.5] * 36}))
     assert Calibration.load_for("cd" * 32, path).class_bias == (0.5,) * 36  # not recorded
     assert Calibration.load().detector_sha256 is not None  # the shipped file records it
+
+
+def test_fast_reader_entries_apply_to_the_fast_reader_they_were_fitted_for() -> None:
+    entry = ((0.0,) * 5, 1.0)
+    fitted = Calibration(
+        models={"fused": entry, "fast": entry, "fused_fast": entry}, fast_reader_sha256="a" * 64
+    )
+    assert fitted.for_fast_reader("a" * 64) is fitted
+    other = fitted.for_fast_reader("b" * 64)
+    assert set(other.models) == {"fused"}  # the others keep their raw confidence
+    assert Calibration(models={"fast": entry}).for_fast_reader("b" * 64).models == {"fast": entry}

@@ -26,7 +26,7 @@ def test_calibrating_on_the_samples_writes_a_loadable_file(tmp_path: Path) -> No
     assert main([str(REPO / "plate_ocr" / "samples"), "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["features"] == list(FEATURES)
-    assert set(Calibration.load(out).models) == {"fused", "detector"}
+    assert set(Calibration.load(out).models) == {"fused", "detector", "fast", "fused_fast"}
     assert Calibration.load(out).presence is not None
 
 

@@ -1,0 +1,221 @@
+"""Train the fast reader (training.fast_net) from scratch with CTC, resumable, on the CPU or a GPU.
+
+    plate-ocr synth runs/synth_fast --count 10000 --seed 7 --workers 2 --val-fraction 0
+    python -m training.train_fast --out runs/fast --synthetic runs/synth_fast [--steps 16000]
+        [--darkplate ../shared/data/train_darkplate]
+        [--distilled training/labels/oid_fast_labels.csv]
+        [--threads 2 --workers 1 --device cpu] [--resume]
+
+Whole crops (training.fast_data): generated plates, DarkPlate's crops and real Open Images crops
+as the fused reader read them (its distillation: training.fast_labels), at their `--*-share`s.
+Loss: CTC on the serial, plus the L1 error of the serial row's top and bottom where the sample
+knows them. AdamW with training.train_recogniser's schedule (warm-up, cosine decay).
+Checkpoints, logs, resume and SIGTERM as training.train_recogniser: OUT/last.pt (weights,
+optimiser, step), OUT/step_NNNNNN.pt (weights), OUT/train_history.jsonl. Export the chosen
+checkpoint with `python -m training.export_fast_reader`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from plate_ocr.constants import CLASS_NAMES
+from training.fast_data import Crops, CropSample, distilled_crops, sample_stream, yolo_crops
+from training.fast_net import FastPlateNet
+from training.train_recogniser import ignore_sigterm, lr_factor, save_checkpoint
+
+__all__ = ["collate", "loss_of", "main", "parser", "train"]
+
+_INDEX: Final = {c: i + 1 for i, c in enumerate(CLASS_NAMES)}  # 0 is the CTC blank
+_ROW_WEIGHT: Final = 2.0  # the row's L1 (shares of the height) against CTC's per-character nats
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def collate(samples: Sequence[CropSample]) -> Batch:
+    """Images (N, 1, H, W) in 0..1, concatenated targets, their lengths, rows, row mask."""
+    images = np.stack([s.image for s in samples])[:, None].astype(np.float32) / 255.0
+    rows = np.array([s.row if s.row is not None else (0.0, 0.0) for s in samples], np.float32)
+    return (
+        torch.from_numpy(images),
+        torch.tensor([_INDEX[c] for s in samples for c in s.text], dtype=torch.long),
+        torch.tensor([len(s.text) for s in samples], dtype=torch.long),
+        torch.from_numpy(rows),
+        torch.tensor([s.row is not None for s in samples], dtype=torch.bool),
+    )
+
+
+class _Batches(IterableDataset):  # type: ignore[type-arg]
+    def __init__(
+        self,
+        *,
+        seed: int,
+        start_step: int,
+        batch: int,
+        sets: tuple[Crops, ...],
+        shares: tuple[float, ...],
+    ) -> None:
+        self.seed, self.start_step, self.batch = seed, start_step, batch
+        self.sets, self.shares = sets, shares
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, self.start_step, worker])
+        stream = sample_stream(rng, self.sets, self.shares)
+        while True:
+            # 32 columns: CTC needs one a character and one between repeats.
+            samples = [
+                s for s in (next(stream) for _ in range(self.batch)) if 0 < len(s.text) <= 12
+            ]
+            yield collate(samples)
+
+
+def loss_of(net: FastPlateNet, batch: Batch, *, device: torch.device) -> tuple[torch.Tensor, float]:
+    """The training loss of `batch`, and its CTC part."""
+    images, targets, lengths, rows, known = (t.to(device) for t in batch)
+    logits, row = net(images)
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, N, C)
+    steps = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long, device=device)
+    ctc = torch.nn.functional.ctc_loss(
+        log_probs, targets, steps, lengths, blank=0, zero_infinity=True
+    )
+    row_loss = (row - rows).abs().sum(1)[known].mean() if bool(known.any()) else ctc * 0
+    return ctc + _ROW_WEIGHT * row_loss, float(ctc.detach())
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    net = FastPlateNet(width=args.width).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    step = 0
+    if args.resume:
+        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        net.load_state_dict(state["net"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = int(state["step"])
+        print(f"train_fast: resumed {out / 'last.pt'} at step {step}", flush=True)
+    settings = {k: str(v) for k, v in vars(args).items()}
+    (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
+        history.write(json.dumps({"start_step": step, **settings}) + "\n")
+
+    sets = (
+        yolo_crops(args.synthetic),
+        yolo_crops(args.darkplate) if args.darkplate else Crops((), (), ()),
+        distilled_crops(args.distilled, min_confidence=args.min_confidence)
+        if args.distilled
+        else Crops((), (), ()),
+    )
+    print(f"train_fast: synthetic, DarkPlate, distilled crops {[len(s) for s in sets]}", flush=True)
+    batches = _Batches(
+        seed=args.seed,
+        start_step=step,
+        batch=args.batch,
+        sets=sets,
+        shares=(args.synthetic_share, args.darkplate_share, args.distilled_share),
+    )
+    loader = DataLoader(
+        batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        return _loop(args, net, optimiser, loader, step, device, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _loop(
+    args: argparse.Namespace,
+    net: FastPlateNet,
+    optimiser: Any,
+    loader: DataLoader,  # type: ignore[type-arg]
+    step: int,
+    device: torch.device,
+    stop: threading.Event,
+) -> dict[str, Any]:
+    net.train()
+    smoothed: float | None = None
+    figures: dict[str, Any] = {}
+    started, first = time.monotonic(), step
+    for batch in loader:
+        if step >= args.steps:
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = args.lr * lr_factor(step, args.steps)
+        loss, ctc = loss_of(net, batch, device=device)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimiser.step()
+        step += 1
+        smoothed = ctc if smoothed is None else 0.98 * smoothed + 0.02 * ctc
+        if step % args.log_every == 0 or step == args.steps:
+            rate = (step - first) / max(time.monotonic() - started, 1e-9)
+            figures = {"step": step, "ctc": ctc, "smoothed": smoothed, "steps_per_s": rate}
+            print(
+                f"step {step} ctc {ctc:.4f} smoothed {smoothed:.4f} "
+                f"loss {float(loss.detach()):.4f} lr {optimiser.param_groups[0]['lr']:.2e} "
+                f"{1 / max(rate, 1e-9):.3f} s/step",
+                flush=True,
+            )
+        if step % args.save_every == 0 or step == args.steps or stop.is_set():
+            save_checkpoint(net, optimiser, step, args.out)
+        if stop.is_set():
+            print(f"train_fast: stopped at step {step}, checkpoint kept", flush=True)
+            break
+    return figures | {"step": step}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_fast", description=__doc__)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=1, help="channel multiplier of the network")
+    p.add_argument("--synthetic", type=Path, required=True, help="a `plate-ocr synth` dataset")
+    p.add_argument("--darkplate", type=Path, default=None)
+    p.add_argument("--distilled", type=Path, default=None, help="a training.fast_labels manifest")
+    p.add_argument("--min-confidence", type=float, default=0.9, help="of the teacher's readings")
+    p.add_argument("--synthetic-share", type=float, default=0.6)
+    p.add_argument("--darkplate-share", type=float, default=0.15)
+    p.add_argument("--distilled-share", type=float, default=0.25)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1, help="processes generating batches")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for path in (args.synthetic, args.darkplate, args.distilled):
+        if path is not None and "real_us_dev" in str(Path(path).resolve()):
+            raise SystemExit("real_us_dev is for evaluation only; never train on it")
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
