@@ -27,15 +27,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
+from reader.plate_formats import matches_format
+from reader.postprocess import OcrResult
 from reader.presence import PRESENCE_FEATURES, PresenceModel
 from reader.views import IDENTITY, View
+from schemas.reading import CharacterReading, ModelInfo
+
+if TYPE_CHECKING:
+    from reader.decoding import Decoded
 
 __all__ = ["FAST_READERS", "FEATURES", "Calibration", "PlateFeatures", "bundled_calibration_path"]
 
@@ -178,6 +184,38 @@ class Calibration:
         """Whether this calibration may read the weights with this sha256: fitted for them,
         or not recorded for any."""
         return self.detector_sha256 in (None, sha256)
+
+    def reading(
+        self,
+        reader: str,
+        decoded: "Decoded",
+        characters: tuple[CharacterReading, ...],
+        *,
+        agreement: float = 1.0,
+        models: tuple[ModelInfo, ModelInfo | None] | None = None,
+    ) -> OcrResult:
+        """`reader`'s reading of one plate: the decoded text and its `characters` (in reading
+        order, the dropped ones left out), with its features and their calibrated confidence.
+        `agreement` is the share of characters both of a two-reader reading's readers read
+        alike; `models` as OcrResult's."""
+        if not characters:
+            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
+        features = PlateFeatures(
+            posterior=decoded.posterior,
+            min_char=min(c.confidence for c in characters),
+            agreement=agreement,
+            format=matches_format(decoded.text),
+            length=len(decoded.text),
+        )
+        return OcrResult(
+            text=decoded.text,
+            confidence=self.probability(reader, features),
+            characters=characters,
+            rows=max(c.row for c in characters) + 1,
+            candidates=decoded.candidates,
+            features=features,
+            models=models,
+        )
 
     def probability(self, reader: str, features: PlateFeatures | None) -> float:
         if features is None or features.length == 0:

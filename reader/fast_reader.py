@@ -27,11 +27,10 @@ import numpy.typing as npt
 from plate_ocr.constants import CLASS_NAMES
 from plate_ocr.errors import ModelError
 from reader.bundle import file_sha256
-from reader.calibration import Calibration, PlateFeatures
+from reader.calibration import Calibration
 from reader.decoding import PRIOR_WEIGHT, decode
 from reader.detections import Detections
 from reader.onnx_session import open_session
-from reader.plate_formats import matches_format
 from reader.postprocess import OcrResult
 from reader.recogniser import OTHER, LineRead, RecognisedChar
 from schemas.reading import CharacterReading, ModelInfo
@@ -202,21 +201,4 @@ class FastReader:
             for char, pick, box in zip(read.chars, decoded.picks, read.boxes(), strict=True)
             if pick >= 0
         )
-        if not characters:
-            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
-        features = PlateFeatures(
-            posterior=decoded.posterior,
-            min_char=min(c.confidence for c in characters),
-            agreement=1.0,
-            format=matches_format(decoded.text),
-            length=len(decoded.text),
-        )
-        return OcrResult(
-            text=decoded.text,
-            confidence=self.calibration.probability("fast", features),
-            characters=characters,
-            rows=1,
-            candidates=decoded.candidates,
-            features=features,
-            models=(self.model_info, None),
-        )
+        return self.calibration.reading("fast", decoded, characters, models=(self.model_info, None))

@@ -21,11 +21,10 @@ import numpy.typing as npt
 
 from plate_ocr import constants
 from plate_ocr.constants import CLASS_NAMES
-from reader.calibration import Calibration, PlateFeatures
+from reader.calibration import Calibration
 from reader.decoding import PRIOR_WEIGHT, Decoded, decode
 from reader.detections import Detections, merge_class_duplicates
 from reader.fusion import MARGIN_X, FusedChar, fuse_line, layout
-from reader.plate_formats import matches_format
 from reader.postprocess import OcrResult, naive_order, order_characters
 from reader.recogniser import LineRecogniser
 from reader.views import IDENTITY, View
@@ -140,23 +139,7 @@ class ReadingSteps:
             for c, ch, pick in zip(ordered.characters, chars, decoded.picks, strict=True)
             if pick >= 0
         )
-        if not characters:
-            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
-        features = PlateFeatures(
-            posterior=decoded.posterior,
-            min_char=min(c.confidence for c in characters),
-            agreement=1.0,
-            format=matches_format(decoded.text),
-            length=len(decoded.text),
-        )
-        return OcrResult(
-            text=decoded.text,
-            confidence=self.calibration.probability("detector", features),
-            characters=characters,
-            rows=max(c.row for c in characters) + 1,
-            candidates=decoded.candidates,
-            features=features,
-        )
+        return self.calibration.reading("detector", decoded, characters)
 
     def _presence(
         self, found: Detections, kept: Sequence[int], rows: Sequence[int]
@@ -197,23 +180,10 @@ class ReadingSteps:
     def _fused_result(self, chars: Sequence[FusedChar]) -> OcrResult:
         decoded = decode(chars, top_n=TOP_N, prior_weight=PRIOR_WEIGHT)
         characters = _characters(chars, decoded)
-        if not characters:
-            return OcrResult(text="", confidence=0.0, characters=(), rows=0)
         both = [c for c, pick in zip(chars, decoded.picks, strict=True) if pick >= 0]
-        features = PlateFeatures(
-            posterior=decoded.posterior,
-            min_char=min(c.confidence for c in characters),
-            agreement=sum(c.agree for c in both) / len(both),
-            format=matches_format(decoded.text),
-            length=len(decoded.text),
-        )
-        return OcrResult(
-            text=decoded.text,
-            confidence=self.calibration.probability(self.calibrated_as, features),
-            characters=characters,
-            rows=max(c.row for c in characters) + 1,
-            candidates=decoded.candidates,
-            features=features,
+        agreement = sum(c.agree for c in both) / len(both) if both else 0.0
+        return self.calibration.reading(
+            self.calibrated_as, decoded, characters, agreement=agreement
         )
 
 
