@@ -304,11 +304,10 @@ class PlateReader:
         return self.infer(self.preprocess(images), confidence=confidence)
 
     def preprocess(self, images: Sequence[npt.NDArray[Any]]) -> PlateBatch:
-        """Letterbox decoded crops (BGR or gray) into one batch. Thread-safe; no model involved.
-
-        Same geometry as ultralytics' LetterBox (centred, grey 114, linear resize, up- or
-        down-scaled to fit), so boxes map back exactly as `predict` maps them.
-        """
+        """Decoded crops (BGR or gray) as one batch of the first model's input: letterboxed for
+        the detector (reader.detector.letterbox), or the fast reader's grey input where it
+        reads first (the detector's input is then made in `infer` for the crops it reads).
+        Thread-safe; no model involved."""
         if self.fast is not None:  # the fast reader first: the detector's input when needed
             crops = [ensure_bgr(image) for image in images]
             return PlateBatch(
@@ -328,28 +327,29 @@ class PlateReader:
         if self.fast is None:
             return self._two_stage(batch, confidence)
         reads = self.fast.infer(batch.pixels, batch.shapes)
-        results = [self.fast.reading(read) for read in reads]
         if self.reader == "fast":
-            return results
+            return [self.fast.reading(read) for read in reads]
         # The fused reader: the fast reader's readings at `cascade_confidence` or more are
-        # kept; the rest are read in two stages, located by the fast reader or the detector.
-        again = [
-            i
-            for i, result in enumerate(results)
-            if self.cascade_confidence is None or result.confidence < self.cascade_confidence
-        ]
-        if not again:
-            return results
-        crops = [batch.crops[i] for i in again]
-        if self._detector is not None:
-            slow = self._two_stage(self._letterbox(crops), confidence)
-        else:
-            threshold = self.confidence if confidence is None else confidence
-            found = [reads[i].detections() for i in again]
-            slow = self._steps.read(crops, found, confidence=threshold)
-        for i, result in zip(again, slow, strict=True):
-            results[i] = result
-        return results
+        # kept (decoded only for a cascade); the rest are read in two stages, located by the
+        # fast reader or the detector.
+        results: list[OcrResult | None] = [None] * len(reads)
+        if self.cascade_confidence is not None:
+            for i, read in enumerate(reads):
+                quick = self.fast.reading(read)
+                if quick.confidence >= self.cascade_confidence:
+                    results[i] = quick
+        again = [i for i, result in enumerate(results) if result is None]
+        if again:
+            crops = [batch.crops[i] for i in again]
+            if self._detector is not None:
+                slow = self._two_stage(self._letterbox(crops), confidence)
+            else:
+                threshold = self.confidence if confidence is None else confidence
+                found = [reads[i].detections() for i in again]
+                slow = self._steps.read(crops, found, confidence=threshold)
+            for i, result in zip(again, slow, strict=True):
+                results[i] = result
+        return [result for result in results if result is not None]
 
     def _two_stage(self, batch: PlateBatch, confidence: float | None) -> list[OcrResult]:
         if self.reader == "fused" and not self.naive and len(batch.crops) != len(batch):

@@ -262,8 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert corrections.presence is not None and corrections.class_bias is not None
     fitted: dict[str, dict[str, object]] = {}
     readings: dict[str, tuple[list[OcrResult], npt.NDArray[np.float64]]] = {}
-    detector = PlateReader.from_settings(settings, reader="detector", calibration=corrections)
-    fast_reader = PlateReader.from_settings(settings, reader="fast", calibration=corrections)
+    fitted_for: dict[str, str] = {}  # the models' sha256, from the readers that were fitted
     # Each entry of the file: the reader, and what locates the fused reader's serial. The fast
     # reader's entries are fitted for the bundled detector's file only (your own detector's
     # fused reader is located by it: reader.locator).
@@ -289,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights, intercept = fit_logistic(x[has].tolist(), right[has].tolist())
         fitted[kind] = {"weights": list(weights), "intercept": intercept}
         readings[kind] = (results, confidence)
+        if kind in ("detector", "fast"):
+            fitted_for[kind] = reader.model_info.sha256
         print(f"{kind}: {right.mean():.1%} exact on {len(rows)} plates; cross-validated:")
         print(Reliability.of(confidence.tolist(), right.tolist()).format_table())
     if settings.cascade_confidence is not None and args.model is None:
@@ -300,8 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "features": list(FEATURES),
                 "fitted_on": f"{args.dir.name} ({len(rows)} plates)",
-                "detector_sha256": detector.model_info.sha256,
-                "fast_reader_sha256": fast_reader.model_info.sha256 if args.model is None else None,
+                "detector_sha256": fitted_for["detector"],
+                "fast_reader_sha256": fitted_for.get("fast"),
                 "readers": fitted,
                 "presence": {
                     "features": list(PRESENCE_FEATURES),
