@@ -18,7 +18,6 @@ checkpoint with `python -m training.export_fast_reader`.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -34,7 +33,13 @@ from torch.utils.data import DataLoader, IterableDataset
 from plate_ocr.constants import CLASS_NAMES
 from training.fast_data import Crops, CropSample, distilled_crops, sample_stream, yolo_crops
 from training.fast_net import FastPlateNet
-from training.train_recogniser import ignore_sigterm, lr_factor, save_checkpoint
+from training.train_recogniser import (
+    ignore_sigterm,
+    lr_factor,
+    record_start,
+    refuse_evaluation_data,
+    save_checkpoint,
+)
 
 __all__ = ["collate", "loss_of", "main", "parser", "train"]
 
@@ -111,10 +116,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
         print(f"train_fast: resumed {out / 'last.pt'} at step {step}", flush=True)
-    settings = {k: str(v) for k, v in vars(args).items()}
-    (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
-        history.write(json.dumps({"start_step": step, **settings}) + "\n")
+    record_start(args, out, step)
 
     sets = (
         yolo_crops(args.synthetic),
@@ -210,9 +212,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for path in (args.synthetic, args.darkplate, args.distilled):
-        if path is not None and "real_us_dev" in str(Path(path).resolve()):
-            raise SystemExit("real_us_dev is for evaluation only; never train on it")
+    refuse_evaluation_data(args.synthetic, args.darkplate, args.distilled)
     train(args)
     return 0
 

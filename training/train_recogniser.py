@@ -55,6 +55,8 @@ __all__ = [
     "lr_factor",
     "main",
     "parser",
+    "record_start",
+    "refuse_evaluation_data",
     "save_checkpoint",
     "train",
     "train_step",
@@ -178,11 +180,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
         print(f"train_recogniser: resumed {last} at step {step}", flush=True)
-    settings = {k: str(v) for k, v in vars(args).items()}
-    (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    # A resumed run may change its data or schedule: every start is kept, with its step.
-    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
-        history.write(json.dumps({"start_step": step, **settings}) + "\n")
+    record_start(args, out, step)
 
     darkplate = darkplate_lines(args.darkplate) if args.darkplate else None
     pseudo = pseudo_lines(args.pseudo) if args.pseudo else None
@@ -205,6 +203,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return figures
+
+
+def record_start(args: argparse.Namespace, out: Path, step: int) -> None:
+    """OUT/train_settings.json, and a line in OUT/train_history.jsonl: a resumed run may change
+    its data or schedule, so every start is kept, with its step."""
+    settings = {k: str(v) for k, v in vars(args).items()}
+    (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
+        history.write(json.dumps({"start_step": step, **settings}) + "\n")
+
+
+def refuse_evaluation_data(*paths: Path | None) -> None:
+    """SystemExit when a training source lies in real_us_dev, the evaluation set."""
+    for path in paths:
+        if path is not None and "real_us_dev" in str(Path(path).resolve()):
+            raise SystemExit("real_us_dev is for evaluation only; never train on it")
 
 
 def ignore_sigterm(worker: int) -> None:
@@ -295,9 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for path in (args.darkplate, args.pseudo):
-        if path is not None and "real_us_dev" in str(Path(path).resolve()):
-            raise SystemExit("real_us_dev is for evaluation only; never train on it")
+    refuse_evaluation_data(args.darkplate, args.pseudo)
     train(args)
     return 0
 
