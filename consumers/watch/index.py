@@ -5,12 +5,11 @@ plates would cost a lot per reading. A cheap lower bound rules most plates out f
 confusion group onto one character, and count what the candidate's multiset of folded
 characters has that the plate's lacks (s) and the other way round (m). A confusion
 substitution changes nothing folded; every other edit that fixes one of those involves a read
-character (a substitution, costing at least SUB_COST * max(q, floor) for its confidence q, or
-an extra character, END_INDEL_COST) or is a gap of its own (END_INDEL_COST or more), each
-character at most once: so the distance is at least the sum of the max(s, m) smallest
-per-character costs `min(SUB_COST * max(q, floor), END_INDEL_COST)` (END_INDEL_COST beyond the
-candidate's length). A plate whose bound exceeds `max_distance` for every candidate cannot
-reach the threshold. Computed for the whole list at once with numpy.
+character (a substitution or an extra character, costing at least `least_read_cost` for its
+confidence q) or is a gap of its own (END_INDEL_COST or more), each character at most once: so
+the distance is at least the sum of the max(s, m) smallest per-character costs (END_INDEL_COST
+beyond the candidate's length). A plate whose bound exceeds `max_distance` for every candidate
+cannot reach the threshold. Computed for the whole list at once with numpy.
 """
 
 from collections.abc import Iterable, Sequence
@@ -21,10 +20,9 @@ import numpy.typing as npt
 from consumers.watch.matcher import (
     CONFUSIONS,
     END_INDEL_COST,
-    SUB_CONFIDENCE_FLOOR,
-    SUB_COST,
     Candidate,
     Match,
+    least_read_cost,
     max_distance,
     score_plate,
 )
@@ -67,8 +65,10 @@ def _counts(texts: Sequence[str]) -> npt.NDArray[np.int16]:
 def distance_floor(candidate: Candidate, longest: int) -> npt.NDArray[np.float64]:
     """floor[k]: the least a candidate pays for k folded characters to fix (k <= longest + its
     length)."""
-    qs = candidate.confidences or (1.0,) * len(candidate.text)
-    each = sorted(min(SUB_COST * max(q, SUB_CONFIDENCE_FLOOR), END_INDEL_COST) for q in qs)
+    qs = candidate.confidences or ()
+    if len(qs) != len(candidate.text):  # scored as sure characters (matcher._confidences_of)
+        qs = (1.0,) * len(candidate.text)
+    each = sorted(least_read_cost(ch, q) for ch, q in zip(candidate.text, qs, strict=True))
     each += [END_INDEL_COST] * longest
     return np.concatenate(([0.0], np.cumsum(each)))
 

@@ -4,12 +4,12 @@ A reading is not one string: it carries up to five candidates with their probabi
 top one's characters with their own confidences. Each candidate is compared with a listed plate
 by a weighted edit distance whose costs follow the reader's measured confusions
 (reader/models/MODEL_CARD.md: 0/D/Q/O, 1/I/T, 2/Z, 5/S, 8/B, M/H, 7/1 cost `CONFUSION_COST`; a
-character dropped or added at either end of the plate, the commonest fused-reader error on taxi
-serials and edge clutter, `END_INDEL_COST`), and a substitution is cheaper where the reader
-itself was unsure of the character it read. The plate's score is the probability-weighted
-closeness of all candidates: `sum(p_c * exp(-d_c / tolerance))` over candidates `c`, with
-`tolerance` growing with the plate's length, so one slip on a long plate weighs less than on a
-four-character one. A plate alerts when its score reaches the threshold.
+character dropped at either end of the plate, or one added before it, the commonest
+fused-reader errors on taxi serials and edge clutter, `END_INDEL_COST`), and a substitution or
+an added character is cheaper where the reader itself was unsure of the character it read. The
+plate's score is the probability-weighted closeness of all candidates:
+`sum(p_c * exp(-d_c / TOLERANCE))` over candidates `c`. A plate alerts when its score reaches
+the threshold.
 
 Pure functions of strings and numbers: no Redis, no model.
 """
@@ -30,6 +30,7 @@ __all__ = [
     "Match",
     "best_alignment",
     "event_candidates",
+    "least_read_cost",
     "max_distance",
     "normalise_plate",
     "reading_candidates",
@@ -46,14 +47,20 @@ CONFUSIONS: tuple[str, ...] = ("0DQO", "1IT", "2Z", "5S", "8B", "MH", "VY", "MN"
 # be split or lost: 3 dropped and 3 added on the fit half); they cost END_INDEL_COST anywhere.
 LOOSE_CHARS = frozenset("W")
 CONFUSION_COST = 0.3
+# A listed character missing at either end of the read, or an extra one read before the plate
+# (an emblem or a prefix glyph read as a letter: on the fit half 11 of the 14 readings with
+# extra characters at an end had them in front). An extra character read after the plate costs
+# as one inside it: on the report half, the only false alerts at the default threshold were
+# Maryland and Virginia SAMPLE plates, read right, alerting on Michigan's listed SAMPL.
 END_INDEL_COST = 0.5
 INDEL_COST = 1.0
 SUB_COST = 1.0
-# A substitution costs in proportion to the read character's own confidence q (the reader said
-# how likely it was wrong): base * max(q, SUB_CONFIDENCE_FLOOR).
+# A substitution, or an extra character read anywhere but in front, costs in proportion to the
+# read character's own confidence q (the reader said how likely it was wrong): base *
+# max(q, SUB_CONFIDENCE_FLOOR).
 SUB_CONFIDENCE_FLOOR = 0.25
-# Distance that divides the score by e, per character of the listed plate (tolerance =
-# length * TOLERANCE_PER_CHAR): 7 characters tolerate 0.7, one plain slip scores exp(-1.4).
+# Distance that divides the score by e: one plain slip on a sure character scores exp(-1/0.6)
+# = 0.19, under DEFAULT_THRESHOLD; a confusion, an end character or an unsure one stays above.
 TOLERANCE = 0.6
 # Chosen on the first half of real_us_dev's plates by bench/watch.py (--fit), reported on the
 # other half; see the README's "Watch lists and alerts".
@@ -111,22 +118,39 @@ def _gap_cost(char: str, *, at_end: bool) -> float:
     return END_INDEL_COST if at_end or char in LOOSE_CHARS else INDEL_COST
 
 
+def _extra_cost(char: str, confidence: float, *, leading: bool) -> float:
+    # A character read that the listed plate lacks.
+    if leading:
+        return END_INDEL_COST
+    return _gap_cost(char, at_end=False) * max(confidence, SUB_CONFIDENCE_FLOOR)
+
+
+def least_read_cost(char: str, confidence: float) -> float:
+    """The least any edit involving one read character costs (PlateIndex's bound): substituting
+    it, dropping it as an extra one, or dropping it in front of the plate."""
+    return min(
+        _sub_cost(char, "", confidence),
+        _extra_cost(char, confidence, leading=False),
+        END_INDEL_COST,
+    )
+
+
 def _distance_table(
     read: str, listed: str, confidences: Sequence[float] | None
 ) -> list[list[float]]:
     n, m = len(read), len(listed)
+    qs = confidences if confidences is not None else (1.0,) * n
     table = [[0.0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):  # leading extra read characters
         table[i][0] = table[i - 1][0] + END_INDEL_COST
     for j in range(1, m + 1):  # leading listed characters not read
         table[0][j] = table[0][j - 1] + END_INDEL_COST
     for i in range(1, n + 1):
-        q = confidences[i - 1] if confidences is not None else 1.0
         for j in range(1, m + 1):
             table[i][j] = min(
-                table[i - 1][j - 1] + _sub_cost(read[i - 1], listed[j - 1], q),
-                # an extra read character: at an end of the read, cheap
-                table[i - 1][j] + _gap_cost(read[i - 1], at_end=j in (0, m)),
+                table[i - 1][j - 1] + _sub_cost(read[i - 1], listed[j - 1], qs[i - 1]),
+                # an extra read character (j >= 1: not in front of the plate)
+                table[i - 1][j] + _extra_cost(read[i - 1], qs[i - 1], leading=False),
                 # a listed character not read: at an end of the listed plate, cheap
                 table[i][j - 1] + _gap_cost(listed[j - 1], at_end=i in (0, n)),
             )
@@ -140,19 +164,20 @@ def best_alignment(
     substitution, +X for a listed character that was not read, -X for an extra one read)."""
     table = _distance_table(read, listed, confidences)
     n, m = len(read), len(listed)
+    qs = confidences if confidences is not None else (1.0,) * n
     edits: list[str] = []
     i, j = n, m
     while i > 0 or j > 0:
         here = table[i][j]
         if i > 0 and j > 0:
-            q = confidences[i - 1] if confidences is not None else 1.0
-            if math.isclose(here, table[i - 1][j - 1] + _sub_cost(read[i - 1], listed[j - 1], q)):
+            sub = _sub_cost(read[i - 1], listed[j - 1], qs[i - 1])
+            if math.isclose(here, table[i - 1][j - 1] + sub):
                 if read[i - 1] != listed[j - 1]:
                     edits.append(f"{read[i - 1]}>{listed[j - 1]}")
                 i, j = i - 1, j - 1
                 continue
         if i > 0 and math.isclose(
-            here, table[i - 1][j] + _gap_cost(read[i - 1], at_end=j in (0, m))
+            here, table[i - 1][j] + _extra_cost(read[i - 1], qs[i - 1], leading=j == 0)
         ):
             edits.append(f"-{read[i - 1]}")
             i -= 1

@@ -50,6 +50,20 @@ def test_a_dropped_end_character_costs_less_than_a_dropped_middle_one() -> None:
     assert end.score > middle.score
 
 
+def test_an_extra_character_is_cheap_in_front_of_the_plate_and_after_it_only_when_unsure() -> None:
+    threshold = Settings().watch_threshold
+    # An emblem read as a letter before the serial: a fused-reader habit.
+    assert score_plate(one("B3178", conf=(1, 1, 1, 1, 1)), "3178").score >= threshold
+    # A sure character read after the plate is another plate (SAMPLE is not Michigan's SAMPL)...
+    sample = score_plate(one("SAMPLE", conf=(1, 1, 1, 1, 1, 1)), "SAMPL")
+    assert sample.edits == ("-E",) and sample.score < threshold
+    # ... and inside it, unless the reader doubted it.
+    doubted = score_plate(one("W77C2UQ", conf=(1, 1, 1, 0.58, 1, 1, 1)), "W772UQ")
+    sure = score_plate(one("W77C2UQ", conf=(1, 1, 1, 1, 1, 1, 1)), "W772UQ")
+    assert doubted.edits == sure.edits == ("-C",)
+    assert doubted.score >= threshold > sure.score
+
+
 def test_an_unsure_character_is_cheaper_to_substitute_than_a_sure_one() -> None:
     unsure = score_plate(one("ABC1234", conf=(1, 1, 1, 1, 1, 0.3, 1)), "ABC1274")
     sure = score_plate(one("ABC1234", conf=(1, 1, 1, 1, 1, 0.99, 1)), "ABC1274")
@@ -87,6 +101,10 @@ def test_the_index_finds_exactly_what_scoring_every_plate_finds() -> None:
         for _ in range(rng.randint(0, 2)):  # a couple of slips, sometimes a confusion
             k = rng.randrange(len(chars))
             chars[k] = rng.choice("08BDSZ5" if rng.random() < 0.5 else alphabet)
+        if rng.random() < 0.5:  # an extra character, sometimes the loose W
+            chars.insert(
+                rng.randint(0, len(chars)), rng.choice("W1" if rng.random() < 0.5 else alphabet)
+            )
         text = "".join(chars[rng.randint(0, 1) :])
         cands = (Candidate(text, 0.7, tuple(rng.random() for _ in text)), Candidate(base, 0.3))
         for threshold in (0.1, 0.2, 0.5):
