@@ -14,7 +14,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -43,6 +44,7 @@ __all__ = [
     "check_replicated",
     "connect",
     "describe",
+    "oom_refusals",
     "redacted_url",
     "retry_on_disconnect",
     "sentinel_target",
@@ -77,6 +79,26 @@ DISCONNECT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.NoScriptError,
     NotReplicated,
 )
+
+# How Redis 7.0 words a Lua script's write refused at maxmemory when memory was already over it
+# as the script began: "Error running script (call to f_<sha>): @user_script:3: @user_script:
+# 3: -OOM command not allowed when used memory > 'maxmemory'." (a refusal met later in the
+# first write is "OOM command not allowed ... script: <sha>, on @user_script:3.", which redis-py
+# raises as OutOfMemoryError). Both refuse the script whole: it has written nothing.
+_SCRIPT_OOM = "-OOM command not allowed"
+
+
+@contextmanager
+def oom_refusals() -> Iterator[None]:
+    """Raise a script's OOM refusal as the redis.exceptions.OutOfMemoryError it is, whichever way
+    Redis words it (redis-py raises one wording as a plain ResponseError): a worker waits a
+    full Redis out, and a producer says RedisFull, instead of failing on an unknown error."""
+    try:
+        yield
+    except redis.exceptions.ResponseError as e:
+        if isinstance(e, redis.exceptions.OutOfMemoryError) or _SCRIPT_OOM not in str(e):
+            raise
+        raise redis.exceptions.OutOfMemoryError(str(e)) from e
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from plate_ocr.connection import (
     check_replicated,
     connect,
     describe,
+    oom_refusals,
     retry_on_disconnect,
 )
 from plate_ocr.constants import (
@@ -406,7 +407,8 @@ class PlateProducer:
         """Run `pipe`: RedisFull for a Redis at its maxmemory, NotReplicated (retried) when WAIT
         came back short."""
         try:
-            replies = pipe.execute()
+            with oom_refusals():
+                replies = pipe.execute()
         except redis.exceptions.NoScriptError:
             # A restarted or newly promoted primary: _retry sends it again, loaded there first.
             self._atomic_loaded = False

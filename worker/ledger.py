@@ -41,7 +41,7 @@ from rq import Queue, Worker, worker_registration
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from plate_ocr.connection import check_replicated
+from plate_ocr.connection import check_replicated, oom_refusals
 from plate_ocr.constants import (
     ATTEMPTS_FIELD,
     ENDED_FIELD,
@@ -204,33 +204,34 @@ class Ledger:
         """Mark `moved` plus up to `pull` more queued jobs started; ids whose hash is gone
         (deleted while queued) are dropped with a warning: there is nothing left to read."""
         now = datetime.now(UTC)
-        replies = self._start_script(
-            args=[
-                self.queue.key,
-                self.queue.intermediate_queue_key,
-                RQ_JOB_KEY_PREFIX,
-                self.queue.started_job_registry.key,
-                self.leases_key,
-                self.rq_worker.key,
-                self.rq_worker.executions_key,
-                RQ_EXECUTION_KEY_PREFIX,
-                RQ_EXECUTIONS_KEY_PREFIX,
-                self.name,
-                now.timestamp(),
-                now.strftime(_RQ_TIME_FORMAT),
-                self._settings.lease_s,
-                self._rq_ttl_s,
-                uuid.uuid4().hex[:24],
-                max(pull, 0),
-                ATTEMPTS_FIELD,
-                ENDED_FIELD,
-                REQUEUES_FIELD,
-                SUPERSEDES_FIELD,
-                READING_FIELD,
-                self.queue.scheduled_job_registry.key,
-                *moved,
-            ]
-        )
+        with oom_refusals():
+            replies = self._start_script(
+                args=[
+                    self.queue.key,
+                    self.queue.intermediate_queue_key,
+                    RQ_JOB_KEY_PREFIX,
+                    self.queue.started_job_registry.key,
+                    self.leases_key,
+                    self.rq_worker.key,
+                    self.rq_worker.executions_key,
+                    RQ_EXECUTION_KEY_PREFIX,
+                    RQ_EXECUTIONS_KEY_PREFIX,
+                    self.name,
+                    now.timestamp(),
+                    now.strftime(_RQ_TIME_FORMAT),
+                    self._settings.lease_s,
+                    self._rq_ttl_s,
+                    uuid.uuid4().hex[:24],
+                    max(pull, 0),
+                    ATTEMPTS_FIELD,
+                    ENDED_FIELD,
+                    REQUEUES_FIELD,
+                    SUPERSEDES_FIELD,
+                    READING_FIELD,
+                    self.queue.scheduled_job_registry.key,
+                    *moved,
+                ]
+            )
         taken = [
             Taken(
                 r[0].decode(),
@@ -308,12 +309,13 @@ class Ledger:
             # WAIT on the connection that ran FINISH, so it covers exactly that batch. (The
             # Script in a pipeline costs a SCRIPT EXISTS first, and loads FINISH on a new
             # primary by itself; only when waiting, where WAIT's own round trip dwarfs it.)
-            with self._redis.pipeline(transaction=False) as pipe:
+            with self._redis.pipeline(transaction=False) as pipe, oom_refusals():
                 self._finish(args=args, client=pipe)
                 pipe.execute_command("WAIT", wanted, settings.replicas_wait_timeout_ms)  # type: ignore[no-untyped-call]
                 flags, acked = pipe.execute()
         else:
-            flags, acked = self._finish(args=args), 0
+            with oom_refusals():
+                flags, acked = self._finish(args=args), 0
         if published is None:
             published = [False] * len(outcomes)
         for i, flag in enumerate(flags):
@@ -329,23 +331,24 @@ class Ledger:
         (not those a recovery sweep already requeued)."""
         if not taken:
             return []
-        replies = self._retry(
-            args=[
-                self.queue.key,
-                self.queue.started_job_registry.key,
-                self.leases_key,
-                self.queue.failed_job_registry.key,
-                self.rq_worker.executions_key,
-                RQ_JOB_KEY_PREFIX,
-                RQ_EXECUTION_KEY_PREFIX,
-                RQ_EXECUTIONS_KEY_PREFIX,
-                ATTEMPTS_FIELD,
-                self.queue.scheduled_job_registry.key,
-                time.time(),
-                delay_s,
-                *(x for t in taken for x in (t.job_id, t.execution_id)),
-            ]
-        )
+        with oom_refusals():
+            replies = self._retry(
+                args=[
+                    self.queue.key,
+                    self.queue.started_job_registry.key,
+                    self.leases_key,
+                    self.queue.failed_job_registry.key,
+                    self.rq_worker.executions_key,
+                    RQ_JOB_KEY_PREFIX,
+                    RQ_EXECUTION_KEY_PREFIX,
+                    RQ_EXECUTIONS_KEY_PREFIX,
+                    ATTEMPTS_FIELD,
+                    self.queue.scheduled_job_registry.key,
+                    time.time(),
+                    delay_s,
+                    *(x for t in taken for x in (t.job_id, t.execution_id)),
+                ]
+            )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
 
     def _job_args(self, outcome: Outcome) -> list[object]:

@@ -31,6 +31,7 @@ import time
 import redis
 from rq import Queue
 
+from plate_ocr.connection import oom_refusals
 from plate_ocr.constants import (
     ATTEMPTS_FIELD,
     ENDED_FIELD,
@@ -132,7 +133,8 @@ class Recovery:
 
     def promote_due_retries(self) -> list[str]:
         keys = [self._queue.scheduled_job_registry.key, self._queue.key]
-        promoted = self._promote(keys, [time.time(), RQ_JOB_KEY_PREFIX])
+        with oom_refusals():
+            promoted = self._promote(keys, [time.time(), RQ_JOB_KEY_PREFIX])
         return [j.decode() if isinstance(j, bytes) else str(j) for j in promoted]
 
     def retries_waiting(self) -> int:
@@ -157,7 +159,9 @@ class Recovery:
             RQ_EXECUTIONS_KEY_PREFIX,
             ENDED_FIELD,
         ]
-        requeued = [j.decode() if isinstance(j, bytes) else str(j) for j in self._sweep(keys, args)]
+        with oom_refusals():
+            swept = self._sweep(keys, args)
+        requeued = [j.decode() if isinstance(j, bytes) else str(j) for j in swept]
         self.recovered_jobs += len(requeued)
         if requeued:
             log.warning("requeued %d jobs abandoned by dead workers", len(requeued))

@@ -11,6 +11,7 @@ from plate_ocr.connection import (
     async_connect,
     connect,
     describe,
+    oom_refusals,
     retry_on_disconnect,
     sentinel_target,
 )
@@ -198,3 +199,18 @@ def test_connect_behind_sentinel_asks_sentinel_for_the_primary_lazily() -> None:
     assert (kwargs["db"], kwargs["password"], kwargs["decode_responses"]) == (5, "pw", False)
     assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
     assert async_connect(settings).connection_pool.service_name == "plates"  # type: ignore[attr-defined]
+
+
+def test_a_scripts_oom_refusal_is_raised_as_out_of_memory_whichever_way_it_is_worded() -> None:
+    # Redis 7.0's wording when memory was over maxmemory as the script began (seen in
+    # tests/test_redis_full.py): redis-py raises it as a plain ResponseError.
+    worded = (
+        "Error running script (call to f_c8a2): @user_script:56: @user_script: 56: -OOM command "
+        "not allowed when used memory > 'maxmemory'."
+    )
+    with pytest.raises(redis.exceptions.OutOfMemoryError, match="maxmemory"), oom_refusals():
+        raise redis.exceptions.ResponseError(worded)
+    # Any other script error stays what it was.
+    with pytest.raises(redis.exceptions.ResponseError) as raised, oom_refusals():
+        raise redis.exceptions.ResponseError("Error running script: WRONGTYPE")
+    assert type(raised.value) is redis.exceptions.ResponseError
