@@ -4,7 +4,8 @@ The ultralytics predictor pattern without its file and display I/O, split in two
 overlap them: `preprocess` letterboxes decoded crops into one batch (pure, thread-safe, no
 model), `infer` runs the stages on it: `detect` (the swappable runtime, a reader.detector
 `Detector`: ONNX Runtime or torch, NMS included) gives `Detections` per crop, then the reading
-steps (`postprocess` ordering) make one reading of each. `read_arrays` is both.
+steps (`postprocess` ordering) make one reading of each. `read_arrays` is both. Which models
+it loads for its kind, locator and cascade: reader.stages.
 
 Every crop is letterboxed to ONE plate-shaped input, `input_hw` (by default half as tall as
 `imgsz` is wide, rounded up to the stride: 128x256 for imgsz 256), not to a square: a US plate
@@ -16,7 +17,6 @@ square, at 2.3x the plates/s.
 """
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,23 +33,20 @@ from reader.bundle import BUNDLED_MODEL_NAME, bundled_model_path
 from reader.calibration import Calibration
 from reader.detections import Detections
 from reader.detector import (
-    LIGHT_BACKEND,
     Detector,
     PlateBatch,
-    choose_backend,
     letterbox,
-    load_detector,
     plate_input_hw,
 )
 from reader.device import resolve_device
-from reader.fast_reader import INPUT_HW, FastReader, bundled_fast_reader_path
 from reader.fusion import MARGIN_X
 from reader.image import BgrImage, decode_image, ensure_bgr, load_path
 from reader.locator import FAST_LOCATED, FAST_MARGIN_X, Locator, choose_locator
+from reader.onnx_session import default_threads
 from reader.postprocess import OcrResult
-from reader.recogniser import LineRecogniser
+from reader.stages import load_stages
 from reader.two_stage import READERS, ReaderKind, ReadingSteps
-from reader.views import DETECTOR_VIEWS, IDENTITY, View, detect_in_views
+from reader.views import IDENTITY, View, detect_in_views
 from schemas.reading import ModelInfo
 
 log = logging.getLogger("plate_ocr.reader.engine")
@@ -139,77 +136,38 @@ class PlateReader:
         # the line recogniser's calls, the fast reader's halves of a batch. Each call keeps its
         # session's intra-op threads, so the process uses about 2 x `threads` cores.
         self._stage_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage")
-        self._detector: Detector | None = None
-        if reader == "detector" or self.locator == "detector":
-            self._detector = self._load_detector(
-                given,
-                backend,
-                calibration,
-                imgsz=imgsz,
-                input_hw=input_hw,
-                max_batch=max_batch,
-                cache_dir=cache_dir,
-                threads=threads,
-                spinning=spinning,
-            )
-            sha256 = self._detector.model_info.sha256
-            if calibration is None:
-                calibration = Calibration.load_for(sha256)
-            elif not calibration.fits(sha256):
-                raise ConfigError(
-                    "the calibration was fitted for detector "
-                    f"{str(calibration.detector_sha256)[:12]}, not these weights "
-                    f"({sha256[:12]}): fit one for them with "
-                    "python -m training.calibrate DIR --model WEIGHTS"
-                )
-        elif calibration is None:
-            calibration = Calibration.load()  # the fast reader's entries; no detector here
-        self.fast: FastReader | None = None
-        if reader == "fast" or self.locator == "fast" or self.cascade_confidence is not None:
-            if self.device != "cpu":
-                # Its ONNX file runs on ONNX Runtime's CPU provider only, for now: reading on
-                # the CPU when a GPU was asked for would be a silent fallback.
-                raise ConfigError(f"the fast reader runs on the CPU only, not on {self.device}")
-            self.fast = FastReader(
-                fast_reader_path, threads=threads, spinning=spinning, pool=self._stage_pool
-            )
-            calibration = calibration.for_fast_reader(self.fast.model_info.sha256)
-            self.fast.calibration = calibration
-        if self._detector is not None:
-            self.backend = self._detector_backend
-            self.model_path = given if given is not None else bundled_model_path()
-            self.model_info = self._detector.model_info
-            self.imgsz, self.input_hw = self._detector.imgsz, self._detector.input_hw
-        else:
-            assert self.fast is not None
-            if backend != "auto":  # a detector's runtime, and no detector here
-                raise ConfigError(
-                    f"backend {backend!r} runs the character detector, which the "
-                    f"{'fast reader' if reader == 'fast' else 'fast-located fused reader'} "
-                    "reads without"
-                )
-            self.backend = LIGHT_BACKEND
-            self.model_path = (
-                Path(fast_reader_path) if fast_reader_path else bundled_fast_reader_path()
-            )
-            self.model_info = self.fast.model_info
-            self.imgsz, self.input_hw = INPUT_HW[1], INPUT_HW
-        self.confidence = confidence
-        self.recogniser = (
-            LineRecogniser(
-                recogniser_path,
-                threads=threads,
-                spinning=spinning,
-                device=self.device,
-                pool=self._stage_pool,
-            )
-            if reader == "fused"
-            else None
+        stages = load_stages(
+            reader=reader,
+            locator=self.locator,
+            cascade=self.cascade_confidence is not None,
+            naive=naive,
+            device=self.device,
+            model_path=given,
+            backend=backend,
+            calibration=calibration,
+            imgsz=imgsz,
+            input_hw=input_hw,
+            max_batch=max_batch,
+            cache_dir=cache_dir,
+            threads=threads,
+            spinning=spinning,
+            recogniser_path=recogniser_path,
+            fast_reader_path=fast_reader_path,
+            pool=self._stage_pool,
         )
+        self._detector = stages.detector
+        self._detector_batch = stages.detector_batch
+        self.fast = stages.fast
+        self.recogniser = stages.recogniser
+        self.backend = stages.backend
+        self.model_path = stages.model_path
+        self.model_info = stages.model_info
+        self.imgsz, self.input_hw = stages.imgsz, stages.input_hw
+        self.confidence = confidence
         self._steps = ReadingSteps(
             "detector" if reader == "fast" else reader,
             recogniser=self.recogniser,
-            calibration=calibration,
+            calibration=stages.calibration,
             naive=naive,
             calibrated_as=FAST_LOCATED if self.locator == "fast" else None,
             margin_x=FAST_MARGIN_X if self.locator == "fast" else MARGIN_X,
@@ -219,37 +177,6 @@ class PlateReader:
         self.max_image_pixels = max_image_pixels
         self._lock = threading.Lock()
         self.read_arrays([np.zeros(_WARM_UP_SHAPE, dtype=np.uint8)])  # pays CUDA/JIT set-up now
-
-    def _load_detector(
-        self,
-        given: Path | None,
-        backend: str,
-        calibration: Calibration | None,
-        *,
-        imgsz: int | None,
-        input_hw: tuple[int, int] | None,
-        max_batch: int,
-        cache_dir: Path | None,
-        threads: int | None,
-        spinning: bool,
-    ) -> Detector:
-        self._detector_backend = choose_backend(backend, given, self.device)
-        # The largest call the detector gets: all the views of `max_batch` crops (a TensorRT
-        # engine is built for it). The views come with the calibration, read after the weights.
-        views = len(calibration.views if calibration is not None else DETECTOR_VIEWS)
-        own_reading = self.reader == "detector" and not self.naive
-        self._detector_batch = max_batch * (views if own_reading else 1)
-        return load_detector(
-            self._detector_backend,
-            given,
-            device=self.device,
-            imgsz=imgsz,
-            input_hw=input_hw,
-            max_batch=self._detector_batch,
-            cache_dir=cache_dir,
-            threads=threads,
-            spinning=spinning,
-        )
 
     @classmethod
     def from_settings(
@@ -435,17 +362,3 @@ class PlateReader:
         return decode_image(
             bytes(image), max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels
         )
-
-
-def default_threads() -> int:
-    """ONNX Runtime's intra-op threads per session for a worker: half the CPUs this process may
-    use, at least one. Its own default (one per core) loses here: on 2 cores the model with 2
-    threads read 17.5-20.2 plates/s against 31.2-37.9 with one (bench/bench.py, loaded box),
-    because the worker's prefetch thread and Redis want a core too, and an intra-op thread that
-    is preempted stalls the others at every operator's barrier. On SMT machines half the CPUs
-    is about one per physical core."""
-    try:
-        cpus = len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // 2)

@@ -1,17 +1,18 @@
 """Opening an ONNX Runtime session the way both of the light runtime's models need it.
 
-One place for the knobs a worker sets (reader.engine.default_threads, `ort_spinning`): the
+One place for the knobs a worker sets (`default_threads`, `ort_spinning`): the
 detector and the line recogniser run in one process, and two sessions that each take every core
 and spin while idle slow each other down.
 """
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from plate_ocr.errors import ModelError
 
-__all__ = ["Provider", "open_session"]
+__all__ = ["Provider", "default_threads", "open_session"]
 
 Provider = str | tuple[str, dict[str, str]]
 
@@ -46,3 +47,17 @@ def open_session(
     # Disabled, the error reaches the caller (a failed model call, retried and counted).
     session.disable_fallback()
     return session
+
+
+def default_threads() -> int:
+    """ONNX Runtime's intra-op threads per session for a worker: half the CPUs this process may
+    use, at least one. Its own default (one per core) loses here: on 2 cores the model with 2
+    threads read 17.5-20.2 plates/s against 31.2-37.9 with one (bench/bench.py, loaded box),
+    because the worker's prefetch thread and Redis want a core too, and an intra-op thread that
+    is preempted stalls the others at every operator's barrier. On SMT machines half the CPUs
+    is about one per physical core."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
