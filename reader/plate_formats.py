@@ -3,16 +3,16 @@
 Derived from the per-state formats of patrik-csak/license-plate-serial-generator (MIT; the regular
 expressions in its `states/*/*.test.ts`, as of 2019) with separators dropped, plus formats that
 `shared/reference/US_PLATE_DESIGNS.md` describes from the states' specimen plates (New York City
-taxis `T123456C`, California commercial `1A23456`, New York specialty `234ABC`). Vanity and
-specialty plates follow none of these, which is why this is a prior that rescores candidates,
-never a filter.
+taxis `T123456C` and `Y123456C`, California commercial `1A23456`, New York specialty `234ABC`).
+Vanity and specialty plates follow none of these, which is why this is a prior that rescores
+candidates, never a filter.
 """
 
 import re
 from functools import cache
 from typing import Final
 
-__all__ = ["FORMATS", "matches_format"]
+__all__ = ["FORMATS", "fixed_characters", "matches_format"]
 
 FORMATS: Final[tuple[str, ...]] = (
     "DLLLDDD",  # California 1ABC234 (the most common plate on US roads)
@@ -49,17 +49,35 @@ FORMATS: Final[tuple[str, ...]] = (
     "DDDDLL",
     "DDDDDLL",  # New York commercial 12345-MA
     "TDDDDDDC",  # New York City taxi (TLC) T123456C
+    "YDDDDDDC",  # its yellow medallion taxis, reportedly Y123456C (US_PLATE_DESIGNS.md)
 )
+
+
+def _regex(template: str) -> str:
+    return "".join({"L": "[A-Z]", "D": "[0-9O]"}.get(c, re.escape(c)) for c in template)
+
+
+def _fixes(template: str) -> int:
+    return sum(c not in "LD" for c in template)
 
 
 @cache
 def _pattern() -> re.Pattern[str]:
-    def one(template: str) -> str:
-        return "".join({"L": "[A-Z]", "D": "[0-9O]"}.get(c, re.escape(c)) for c in template)
+    return re.compile("|".join(f"(?:{_regex(t)})" for t in sorted(set(FORMATS))))
 
-    return re.compile("|".join(f"(?:{one(t)})" for t in sorted(set(FORMATS))))
+
+@cache
+def _fixing() -> tuple[tuple[re.Pattern[str], int], ...]:
+    # Only the formats that fix characters (a taxi's T and C), each with how many it fixes.
+    return tuple((re.compile(_regex(t)), _fixes(t)) for t in sorted(set(FORMATS)) if _fixes(t))
 
 
 def matches_format(text: str) -> bool:
     """Whether `text` (0-9A-Z, no separators) has the shape of a known US serial format."""
     return _pattern().fullmatch(text) is not None
+
+
+def fixed_characters(text: str) -> int:
+    """How many of `text`'s characters the most specific format it has the shape of fixes (0
+    where none fixes any)."""
+    return max((n for pattern, n in _fixing() if pattern.fullmatch(text)), default=0)

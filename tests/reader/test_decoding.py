@@ -37,6 +37,17 @@ def test_the_prior_turns_a_near_tie_towards_a_us_format() -> None:
     assert decode(chars, prior_weight=1.0).text == "ABC5234"
 
 
+def test_a_format_that_fixes_characters_outweighs_a_confident_lookalike() -> None:
+    # A New York City taxi's T read as a 1 at 85%: "1642531C" has the shape of Montana's
+    # 12-34567C too, so only the taxi format's fixed T and C can turn it.
+    chars = [_char({"1": 0.85, "T": 0.15}), *_sure("642531C")]
+    assert decode(chars, prior_weight=1.0).text == "T642531C"
+    # Only the whole shape earns it: without the C, the 1 stays.
+    assert decode(chars[:-1], prior_weight=1.0).text == "1642531"
+    no_c = [_char({"1": 0.85, "T": 0.15}), *_sure("6425317")]
+    assert decode(no_c, prior_weight=1.0).text == "16425317"
+
+
 def test_the_prior_never_forces_a_vanity_plate() -> None:
     chars = _sure("GOBLUE")
     assert decode(chars, prior_weight=1.0).text == "GOBLUE"
