@@ -34,15 +34,8 @@ SEED=${SEED:-8}
 WHEELS=${WHEELS:-.whl}
 PYTHON=${PYTHON:-python3}
 
-if [ -d "$WHEELS" ] && compgen -G "$WHEELS/*.whl" >/dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-
-shared=shared
-[ -d "$shared" ] || shared=../shared
+# shellcheck source=training/recipe_setup.sh
+source training/recipe_setup.sh
 supplement_args=()
 for dir in ${SUPPLEMENTS-$shared/data/train_darkplate}; do
   if [ ! -d "$dir/images" ] || [ ! -d "$dir/labels" ]; then

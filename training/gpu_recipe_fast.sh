@@ -28,15 +28,8 @@ SEED=${SEED:-7}
 WHEELS=${WHEELS:-.whl}
 PYTHON=${PYTHON:-python3}
 
-if [ -d "$WHEELS" ] && compgen -G "$WHEELS/*.whl" >/dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-
-shared=shared
-[ -d "$shared" ] || shared=../shared
+# shellcheck source=training/recipe_setup.sh
+source training/recipe_setup.sh
 DARKPLATE=${DARKPLATE:-$shared/data/train_darkplate}
 if [ ! -d "$DARKPLATE/images" ] || [ ! -d "$DARKPLATE/labels" ]; then
   echo "recipe: DarkPlate folder $DARKPLATE has no images/ and labels/: carry it or name it" >&2

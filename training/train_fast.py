@@ -9,8 +9,8 @@
 Whole crops (training.fast_data): generated plates, DarkPlate's crops and real Open Images crops
 as the fused reader read them (its distillation: training.fast_labels), at their `--*-share`s.
 Loss: CTC on the serial, plus the L1 error of the serial row's top and bottom where the sample
-knows them. AdamW with training.train_recogniser's schedule (warm-up, cosine decay).
-Checkpoints, logs, resume and SIGTERM as training.train_recogniser: OUT/last.pt (weights,
+knows them. AdamW with training.run's schedule (warm-up, cosine decay).
+Checkpoints, logs, resume and SIGTERM as training.run keeps them: OUT/last.pt (weights,
 optimiser, step), OUT/step_NNNNNN.pt (weights), OUT/train_history.jsonl. Export the chosen
 checkpoint with `python -m training.export_fast_reader`.
 """
@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from plate_ocr.constants import CLASS_NAMES
 from training.fast_data import Crops, CropSample, distilled_crops, sample_stream, yolo_crops
 from training.fast_net import FastPlateNet
-from training.train_recogniser import (
+from training.run import (
+    add_run_options,
     ignore_sigterm,
     lr_factor,
     record_start,
@@ -200,13 +201,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-share", type=float, default=0.6)
     p.add_argument("--darkplate-share", type=float, default=0.15)
     p.add_argument("--distilled-share", type=float, default=0.25)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workers", type=int, default=1, help="processes generating batches")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--resume", action="store_true")
+    add_run_options(p, log_every=50, save_every=500)
     return p
 
 

@@ -22,7 +22,6 @@ the widest (at most MAX_TRAIN_WIDTH), as the reader pads its lines.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import signal
 import sys
@@ -46,18 +45,21 @@ from training.line_data import (
     sample_stream,
 )
 from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
+from training.run import (
+    add_run_options,
+    ignore_sigterm,
+    lr_factor,
+    record_start,
+    refuse_evaluation_data,
+    save_checkpoint,
+)
 
 __all__ = [
     "MAX_TRAIN_WIDTH",
     "collate",
     "ctc_loss",
-    "ignore_sigterm",
-    "lr_factor",
     "main",
     "parser",
-    "record_start",
-    "refuse_evaluation_data",
-    "save_checkpoint",
     "train",
     "train_step",
 ]
@@ -117,14 +119,6 @@ class _Batches(IterableDataset):  # type: ignore[type-arg]
                 if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
                     samples.append(sample)
             yield collate(samples)
-
-
-def lr_factor(step: int, total: int) -> float:
-    warm = max(total // 20, 1)
-    if step < warm:
-        return (step + 1) / warm
-    progress = min((step - warm) / max(total - warm, 1), 1.0)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def ctc_loss(net: PlateRecogniserNet, batch: Batch, *, device: torch.device) -> torch.Tensor:
@@ -205,29 +199,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
-def record_start(args: argparse.Namespace, out: Path, step: int) -> None:
-    """OUT/train_settings.json, and a line in OUT/train_history.jsonl: a resumed run may change
-    its data or schedule, so every start is kept, with its step."""
-    settings = {k: str(v) for k, v in vars(args).items()}
-    (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
-        history.write(json.dumps({"start_step": step, **settings}) + "\n")
-
-
-def refuse_evaluation_data(*paths: Path | None) -> None:
-    """SystemExit when a training source lies in real_us_dev, the evaluation set."""
-    for path in paths:
-        if path is not None and "real_us_dev" in str(Path(path).resolve()):
-            raise SystemExit("real_us_dev is for evaluation only; never train on it")
-
-
-def ignore_sigterm(worker: int) -> None:
-    """In a data-loader process: SIGTERM is for the trainer, which stops them itself (a
-    `pkill -f` reaches every process of the command line, and a worker that died first would
-    take the run down before its checkpoint)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def _loop(
     args: argparse.Namespace,
     net: PlateRecogniserNet,
@@ -268,14 +239,6 @@ def _loop(
     return figures | {"step": step}
 
 
-def save_checkpoint(net: torch.nn.Module, optimiser: Any, step: int, out: Path) -> None:
-    weights = net.state_dict()
-    torch.save(weights, out / f"step_{step:06d}.pt")
-    partial = out / "last.pt.partial"
-    torch.save({"net": weights, "optimiser": optimiser.state_dict(), "step": step}, partial)
-    partial.replace(out / "last.pt")  # a run killed mid-save keeps the previous checkpoint
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train_recogniser", description=__doc__)
     p.add_argument("--out", type=Path, required=True)
@@ -292,13 +255,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-share", type=float, default=0.5)
     p.add_argument("--darkplate-share", type=float, default=0.2)
     p.add_argument("--pseudo-share", type=float, default=0.3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workers", type=int, default=1, help="processes generating batches")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--resume", action="store_true")
+    add_run_options(p, log_every=10, save_every=100)
     p.add_argument(
         "--train-backbone",
         action="store_true",

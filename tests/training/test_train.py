@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,32 +94,11 @@ def test_synth_then_one_epoch(
 
 
 @pytest.mark.slow
-def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path / "out"),
-        "COUNT": "12",
-        "EPOCHS": "1",
-        "IMGSZ": "64",
-        "BATCH": "4",
-        "DEVICE": "cpu",
-        "WORKERS": "1",
-        "SUPPLEMENTS": "",
-        "WHEELS": str(tmp_path / "no-wheels"),
-        "PYTHON": sys.executable,
-        "WORK": str(tmp_path / "work"),
-    }
-    done = subprocess.run(
-        ["bash", str(repo / "training" / "gpu_recipe.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
+    tmp_path: Path, run_recipe: Any
+) -> None:
+    done = run_recipe(
+        "gpu_recipe.sh", COUNT="12", EPOCHS="1", IMGSZ="64", BATCH="4", SUPPLEMENTS=""
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
@@ -131,22 +111,14 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path)
     }  # fmt: skip
     (settings,) = json.loads((out / "train_settings.json").read_text())
     assert settings["hyp"]["amp"] is True
-    assert not list(Path(env["WORK"]).iterdir())  # the scratch is removed
+    assert not list((tmp_path / "work").iterdir())  # the scratch is removed
 
 
-def test_the_gpu_recipe_refuses_a_supplement_folder_that_is_missing(tmp_path: Path) -> None:
-    import os
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
+def test_the_gpu_recipe_refuses_a_supplement_folder_that_is_missing(
+    tmp_path: Path, run_recipe: Any
+) -> None:
     missing = tmp_path / "train_darkplate"
-    done = subprocess.run(
-        ["bash", str(repo / "training" / "gpu_recipe.sh")],
-        env={**os.environ, "OUT": str(tmp_path / "out"), "SUPPLEMENTS": str(missing)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_recipe("gpu_recipe.sh", timeout_s=60, SUPPLEMENTS=str(missing))
     assert done.returncode == 2
     assert f"supplement folder {missing} has no images/ and labels/" in done.stderr
     assert not (tmp_path / "out").exists()  # refused before anything ran

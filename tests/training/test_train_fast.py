@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,31 +130,10 @@ def test_the_dev_set_is_refused_as_training_data(tmp_path: Path) -> None:
     not (DARKPLATE / "images").is_dir(),
     reason="the recipe trains on ../shared/data/train_darkplate, which this checkout lacks",
 )
-def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path / "out"),
-        "COUNT": "8",
-        "STEPS": "2",
-        "BATCH": "4",
-        "DEVICE": "cpu",
-        "WORKERS": "1",
-        "WHEELS": str(tmp_path / "no-wheels"),
-        "PYTHON": sys.executable,
-        "WORK": str(tmp_path / "work"),
-    }
-    done = subprocess.run(
-        ["bash", str(repo / "training" / "gpu_recipe_fast.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
+    tmp_path: Path, run_recipe: Any
+) -> None:
+    done = run_recipe("gpu_recipe_fast.sh", COUNT="8", STEPS="2", BATCH="4")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
     out = tmp_path / "out"
@@ -163,4 +143,4 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(tmp_path: Path)
     assert FastReader(out / "fast_plate_reader.onnx", threads=1).model_info.name == (
         "fast_plate_reader"
     )
-    assert not list(Path(env["WORK"]).iterdir())  # the scratch is removed
+    assert not list((tmp_path / "work").iterdir())  # the scratch is removed
