@@ -1,6 +1,6 @@
 """Side by side on a labelled folder, in one run: the default path, the detector alone, RapidOCR.
 
-    python bench/readers.py ../shared/data/real_us_dev [--limit N] [--json OUT]
+    python bench/readers.py ../shared/data/real_us_dev [--limit N] [--json OUT] [--audit CSV]
 
 Scores exactly as `plate-ocr eval` does (uppercase, 0-9A-Z only, letter O folded to digit 0):
 exact-match %, CER, ms/plate on this machine (each reader's own time: ours batched 32 at a
@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from reader.image import decode_image, load_path  # noqa: E402
 from training.evaluate import GroupScore, LabelRow, align, load_labels, normalise  # noqa: E402
+from training.label_audit import LabelAudit  # noqa: E402
 from training.rapidocr_reader import rapidocr_reader  # noqa: E402
 from training.reliability import Reliability  # noqa: E402
 
@@ -96,9 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rapidocr",
     )
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
+    parser.add_argument(
+        "--audit", type=Path, default=None, help="score against a label audit's corrections"
+    )
     args = parser.parse_args(argv)
 
-    rows = load_labels(args.dir, limit=args.limit)
+    rows = load_labels(args.dir)
+    if args.audit is not None:
+        audit = LabelAudit.load(args.audit)
+        rows = audit.apply(rows, args.dir)
+        print(audit.describe())
+    rows = rows[: args.limit]
     limit = 8 << 20
     images = [
         decode_image(load_path(r.file, max_bytes=limit), max_bytes=limit, max_pixels=limit * 2)

@@ -189,6 +189,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             limit=args.limit,
             naive=args.naive,
             json_out=args.json_out,
+            audit=args.audit,
         )
     raise AssertionError(f"unhandled command {cmd}")
 

@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--naive", action="store_true", help="left-to-right sort only (no post-proc)")
+    p.add_argument(
+        "--audit",
+        type=Path,
+        default=None,
+        help="score against a label audit's corrections (training/labels/*_audit.csv)",
+    )
     _add_reader_flag(p)
     p.add_argument(
         "--json",

@@ -40,6 +40,7 @@ from reader.presence import PRESENCE_FEATURES, PresenceModel, presence_features
 from reader.two_stage import detector_characters
 from reader.views import DETECTOR_VIEWS, IDENTITY, View
 from training.evaluate import LabelRow, alignment, load_labels, normalise
+from training.label_audit import LabelAudit
 from training.reliability import Reliability
 
 if TYPE_CHECKING:
@@ -245,11 +246,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="fit the detector's reading of the crop as it is, not its test-time views",
     )
+    parser.add_argument(
+        "--audit",
+        type=Path,
+        default=None,
+        help="fit and score against a label audit's corrections (training.label_audit)",
+    )
     args = parser.parse_args(argv)
 
     from reader.engine import PlateReader
 
     rows = load_labels(args.dir)
+    if args.audit is not None:
+        audit = LabelAudit.load(args.audit)
+        rows = audit.apply(rows, args.dir)
+        print(audit.describe())
     settings = Settings(model_path=args.model)
     views = (IDENTITY,) if args.single_view else DETECTOR_VIEWS
     fit = fit_detector_cross_validated(rows, settings, views)
@@ -300,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "features": list(FEATURES),
-                "fitted_on": f"{args.dir.name} ({len(rows)} plates)",
+                "fitted_on": f"{args.dir.name} ({len(rows)} plates)"
+                + (f", {audit.describe()}" if args.audit is not None else ""),
                 "detector_sha256": fitted_for["detector"],
                 "fast_reader_sha256": fitted_for.get("fast"),
                 "readers": fitted,

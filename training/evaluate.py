@@ -300,11 +300,18 @@ def run_eval(
     limit: int | None,
     naive: bool,
     json_out: Path | None,
+    audit: Path | None = None,
 ) -> int:
-    """`plate-ocr eval DIR`: print the score table, optionally write the report as JSON."""
+    """`plate-ocr eval DIR`: print the score table, optionally write the report as JSON.
+    With `audit` (training.label_audit), the labels it found wrong are scored as corrected."""
     from reader.engine import PlateReader  # torch only once there is something to read
+    from training.label_audit import LabelAudit
 
-    rows = load_labels(data_dir, limit=limit)
+    rows = load_labels(data_dir)
+    label_audit = LabelAudit.load(audit) if audit is not None else None
+    if label_audit is not None:
+        rows = label_audit.apply(rows, data_dir)
+    rows = rows[:limit]
     reader = PlateReader.from_settings(settings, imgsz=imgsz, naive=naive)
     report = evaluate(
         reader,
@@ -315,9 +322,24 @@ def run_eval(
         progress=True,
     )
     print(report.format_table())
+    document = report.to_dict()
+    if label_audit is not None:
+        # Scored as audited; the misreads by what the audit saw in their crops.
+        verdicts = label_audit.summary(m["file"] for m in report.misreads)
+        print(f"{label_audit.describe()}; misreads by verdict: {_counts(verdicts)}")
+        document["audit"] = {
+            "file": str(audit),
+            "corrected": label_audit.corrections,
+            "misreads": dict(verdicts),
+        }
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        json_out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _counts(counts: Counter[str]) -> str:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k} {n}" for k, n in ranked) or "none"
 
 
 def _score(report: EvalReport, row: LabelRow, read: str, confidence: float) -> None:

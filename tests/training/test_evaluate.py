@@ -175,3 +175,35 @@ def test_run_eval_prints_the_table_and_writes_json(
     assert built == [{"imgsz": 320, "naive": True}]
     assert "overall" in capsys.readouterr().out
     assert json.loads(out.read_text())["overall"]["exact"] == 2
+
+
+def test_run_eval_scores_against_an_audit(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reader.engine import PlateReader
+
+    def fake_from_settings(
+        cls: type[PlateReader], /, settings: Settings, **kwargs: object
+    ) -> FakeReader:
+        return FakeReader(_answers())
+
+    monkeypatch.setattr(PlateReader, "from_settings", classmethod(fake_from_settings))
+    audit = tmp_path / "audit.csv"
+    audit.write_text(
+        "file,label,audited,verdict,note\n"
+        "images/2.jpg,XYZ789,XYZ78,label_wrong,\n"
+        "images/4.jpg,B8,B8,ambiguous,\n"
+    )
+    out = tmp_path / "report.json"
+    kwargs = dict(batch_size=4, imgsz=None, limit=None, naive=False, json_out=out)
+    run_eval(Settings(), data_dir, **kwargs)  # type: ignore[arg-type]
+    assert json.loads(out.read_text())["overall"]["exact"] == 2
+    run_eval(Settings(), data_dir, audit=audit, **kwargs)  # type: ignore[arg-type]
+    report = json.loads(out.read_text())
+    assert report["overall"]["exact"] == 3
+    assert report["audit"]["corrected"] == 1
+    assert report["audit"]["misreads"] == {"ambiguous": 1, "not_audited": 1}
+    assert "misreads by verdict: ambiguous 1, not_audited 1" in capsys.readouterr().out
