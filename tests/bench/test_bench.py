@@ -109,6 +109,9 @@ def test_without_an_explicit_redis_url_nothing_is_flushed(
 def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "readers.json"
     samples = REPO / "plate_ocr" / "samples"
+    # An audit that "corrects" one label to a text nobody reads: one plate fewer as audited.
+    audit = tmp_path / "audit.csv"
+    audit.write_text("file,label,audited,verdict,note\nsample_00.jpg,9377HE,QQQ,label_wrong,\n")
     done = subprocess.run(
         [
             sys.executable,
@@ -118,6 +121,8 @@ def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
             "fused,detector,detector-1view",
             "--json",
             str(out),
+            "--audit",
+            str(audit),
         ],
         capture_output=True,
         text=True,
@@ -129,6 +134,8 @@ def test_the_readers_bench_scores_ours_side_by_side(tmp_path: Path) -> None:
     assert set(figures) == {"fused", "detector", "detector-1view"}
     assert figures["fused"]["plates"] == 12 and figures["fused"]["ms_per_plate"] > 0
     assert figures["fused"]["exact"] >= figures["detector"]["exact"] - 1
+    assert figures["fused"]["audited"]["exact"] == figures["fused"]["exact"] - 1
+    assert "labels audited by audit.csv (1 corrected)" in done.stdout
 
 
 @pytest.mark.slow
