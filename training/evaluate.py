@@ -325,6 +325,9 @@ def run_eval(
     document = report.to_dict()
     if label_audit is not None:
         # Scored as audited; the misreads by what the audit saw in their crops.
+        document["misreads"] = [
+            m | {"verdict": label_audit.verdict(m["file"])} for m in document["misreads"]
+        ]
         verdicts = label_audit.summary(m["file"] for m in report.misreads)
         print(f"{label_audit.describe()}; misreads by verdict: {_counts(verdicts)}")
         document["audit"] = {

@@ -29,7 +29,7 @@ same wrong way would not be found (`summary` counts any misread the audit never 
 import csv
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -56,6 +56,10 @@ class AuditEntry:
 class LabelAudit:
     path: Path
     entries: Mapping[str, AuditEntry]
+    _by_name: Mapping[str, AuditEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {Path(f).name: e for f, e in self.entries.items()})
 
     @classmethod
     def load(cls, path: Path) -> "LabelAudit":
@@ -97,11 +101,15 @@ class LabelAudit:
                 )
         return [self._corrected(row, data_dir) for row in rows]
 
+    def verdict(self, name: str) -> str:
+        """The verdict on the crop with this file name (as an EvalReport lists misreads), or
+        NOT_AUDITED where the audit never looked at it."""
+        entry = self._by_name.get(name)
+        return entry.verdict if entry is not None else NOT_AUDITED
+
     def summary(self, misread_names: Iterable[str]) -> Counter[str]:
-        """How many of these misread crops (by file name, as an EvalReport lists them) got
-        each verdict; NOT_AUDITED counts those the audit never looked at."""
-        by_name = {Path(f).name: e.verdict for f, e in self.entries.items()}
-        return Counter(by_name.get(name, NOT_AUDITED) for name in misread_names)
+        """How many of these misread crops got each verdict."""
+        return Counter(self.verdict(name) for name in misread_names)
 
     def describe(self) -> str:
         return f"labels audited by {self.path.name} ({self.corrections} corrected)"

@@ -206,4 +206,8 @@ def test_run_eval_scores_against_an_audit(
     assert report["overall"]["exact"] == 3
     assert report["audit"]["corrected"] == 1
     assert report["audit"]["misreads"] == {"ambiguous": 1, "not_audited": 1}
+    assert {m["file"]: m["verdict"] for m in report["misreads"]} == {
+        "3.jpg": "not_audited",
+        "4.jpg": "ambiguous",
+    }
     assert "misreads by verdict: ambiguous 1, not_audited 1" in capsys.readouterr().out
