@@ -23,7 +23,9 @@ that was looked at:
 `bench/readers.py --audit FILE` score against the audited labels and say so. An audit names
 each row's label as the set had it, so one made for other labels is refused, not applied.
 Only the misreads of the reader that was audited were looked at: a label that reader read the
-same wrong way would not be found (`summary` counts any misread the audit never saw).
+same wrong way would not be found (`summary` counts any misread the audit never saw). The dev
+set's audit covers the 108 misreads of the default reader as of commit 298d0e2 (detector
+844e7090, recogniser 2071ba95), each looked at by eye; the model card says what it found.
 """
 
 import csv
