@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reader.engine import PlateReader
 
     rows = load_labels(args.dir)
-    if args.audit is not None:
-        audit = LabelAudit.load(args.audit)
+    audit = LabelAudit.load(args.audit) if args.audit is not None else None
+    if audit is not None:
         rows = audit.apply(rows, args.dir)
         print(audit.describe())
     settings = Settings(model_path=args.model)
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "features": list(FEATURES),
                 "fitted_on": f"{args.dir.name} ({len(rows)} plates)"
-                + (f", {audit.describe()}" if args.audit is not None else ""),
+                + (f", {audit.describe()}" if audit is not None else ""),
                 "detector_sha256": fitted_for["detector"],
                 "fast_reader_sha256": fitted_for.get("fast"),
                 "readers": fitted,
