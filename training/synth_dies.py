@@ -2,9 +2,11 @@
 
 US plates are stamped (or printed) from dies whose letters differ from any font in ways the
 reader must learn: California's open-top 4, the slab-serif I of Illinois and Massachusetts, the
-flagged 1 (with a foot in some states, without in others), a narrow straight-sided 0 beside a
-rounder O, and M and W whose middle V stops short. Each is drawn from strokes with the stem of
-the plate's font, so it sits beside that font's other glyphs. All masks are read-only and cached.
+flagged 1 (with a foot in some states, without in others), the 2 whose bowl runs into a
+straight diagonal (a desktop face's 2 curves all the way down; its Z is that diagonal), a
+narrow straight-sided 0 beside a rounder O, and M and W whose middle V stops short. Each is
+drawn from strokes with the stem of the plate's font, so it sits beside that font's other
+glyphs. All masks are read-only and cached.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "DIE_DEPTHS",
     "DIE_WIDTHS",
     "die_m",
+    "die_two",
     "die_w",
     "flag_one",
     "font_stem",
@@ -127,6 +130,39 @@ def flag_one(stem: int, width: float = 0.36, base: bool = True) -> np.ndarray:
     if base:
         foot = max(2, round(stem * 0.8))
         m[h - foot :, 0:w] = 255
+    return _frozen(m)
+
+
+@functools.cache
+def die_two(stem: int, width: float = 0.44) -> np.ndarray:
+    """The dies' 2: a round bowl over the top half, then a straight diagonal to a flat base
+    (shared/reference: "curved with a flat base" in every state seen). The bundled faces' 2
+    curves down to the base, and their Z is the straight diagonal: a recogniser fine-tuned on
+    them alone read New York's 2 as Z."""
+    m = _canvas(width)
+    h, w = m.shape
+    half = stem / 2
+    cx, cy = w / 2, h * 0.28
+    ax, ay = max(1.0, (w - stem) / 2), max(1.0, h * 0.28 - half)
+    end_deg = 35.0  # the bowl turns into the diagonal a little below its widest point
+    cv2.ellipse(
+        m,
+        (round(cx), round(cy)),
+        (round(ax), round(ay)),
+        0,
+        165,
+        360 + end_deg,
+        255,
+        stem,
+        cv2.LINE_AA,
+    )
+    end = (cx + ax * np.cos(np.radians(end_deg)), cy + ay * np.sin(np.radians(end_deg)))
+    foot = max(2, round(stem * 0.9))
+    base_y = h - foot / 2
+    cv2.line(
+        m, (round(end[0]), round(end[1])), (round(half), round(base_y)), 255, stem, cv2.LINE_AA
+    )
+    m[h - foot :, :] = 255
     return _frozen(m)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from training.synth_art import legend, paint, sticker
 from training.synth_decor import frame, stack_letters
 from training.synth_decor import jitter as _jitter
-from training.synth_dies import flag_one, font_stem, open_four, round_o, short_v_m, slab_i
+from training.synth_dies import die_two, flag_one, font_stem, open_four, round_o, short_v_m, slab_i
 from training.synth_dies import stadium_zero as _stadium_zero
 from training.synth_fonts import glyph_mask, plate_fonts
 from training.synth_serial import FlatPlate, SerialLayout, ink_serial, lay_serial
@@ -60,6 +60,8 @@ def die_glyph(
         if char == "O" and design.round_o:
             return round_o(stem, round(wh + 0.14, 2))
         return _stadium_zero(stem, round(wh, 2))
+    if char == "2" and rng.random() < 0.85:
+        return die_two(stem, round(wh, 2))
     if char in "MW" and rng.random() < 0.85:
         depth = round(float(np.clip(design.m_depth + rng.normal(0, 0.05), 0.3, 0.97)), 2)
         m = short_v_m(stem, depth, round(wh * 1.25, 2))

@@ -161,6 +161,28 @@ def test_slab_i_flagged_one_and_narrow_zero_are_drawn_as_the_dies_cut_them() -> 
     assert _holes(zero.astype(np.uint8) * 255) == 1
 
 
+def test_the_die_two_has_a_round_top_a_straight_diagonal_and_a_flat_base() -> None:
+    from training.synth_dies import die_two
+    from training.synth_fonts import glyph_mask, plate_fonts
+
+    stem = 12
+    two = die_two(stem, 0.44) > 127
+    h, w = two.shape
+    assert two[-1].sum() > 0.9 * w  # flat base
+    assert not two[: stem // 2, : stem // 2].any()  # round top: no corner, where a Z has one
+    assert _holes(two.astype(np.uint8) * 255) == 0
+    # Between the bowl and the base one straight stroke runs down to the left: each row's ink
+    # is one run, and its centre moves left by about the same amount from row to row.
+    rows = range(int(h * 0.55), int(h * 0.85), 4)
+    centres = [float(np.nonzero(two[y])[0].mean()) for y in rows]
+    assert all(np.diff(np.nonzero(two[y])[0]).max() == 1 for y in rows)
+    steps = np.diff(centres)
+    assert (steps < 0).all() and steps.max() - steps.min() < 2.0
+    # and it is not the bundled faces' Z, whose top is a full-width bar
+    z = cv2.resize(glyph_mask(plate_fonts()[0][0], "Z"), (w, h)) > 127
+    assert z[: stem // 2, : stem // 2].any()
+
+
 def test_state_plates_are_deterministic_for_a_seed() -> None:
     for design in (_BY_NAME["CA-script"], _BY_NAME["NYC-tlc"], _BY_NAME["TN"]):
         a = render_plate(np.random.default_rng([4, 2]), design)

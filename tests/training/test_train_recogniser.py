@@ -16,6 +16,7 @@ from reader.recogniser import LineRecogniser, ppocr_recogniser_path  # noqa: E40
 from training.line_data import LineSample, synthetic_line  # noqa: E402
 from training.recogniser_net import NUM_CLASSES, load_net  # noqa: E402
 from training.train_recogniser import (  # noqa: E402
+    anchor_loss,
     collate,
     ctc_loss,
     parser,
@@ -70,6 +71,35 @@ def test_ctc_steps_lower_the_loss_on_their_lines(lines: list[LineSample]) -> Non
     with torch.no_grad():
         after = float(ctc_loss(net.eval(), batch, device=device))
     assert after < before * 0.9, (before, after)
+
+
+def test_the_anchor_holds_a_fine_tune_near_its_starting_network(
+    lines: list[LineSample],
+) -> None:
+    torch.set_num_threads(1)
+    batch = collate(lines)
+    device = torch.device("cpu")
+    anchor = load_net(ppocr_recogniser_path()).eval().requires_grad_(False)
+
+    def distance(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            log_probs = net.eval()(batch[0]).log_softmax(-1)
+            return float(anchor_loss(log_probs, anchor, batch, device=device))
+
+    def fine_tuned(anchor_weight: float) -> torch.nn.Module:
+        torch.manual_seed(0)
+        net = load_net(ppocr_recogniser_path()).train()
+        optimiser = torch.optim.AdamW(net.parameters(), lr=3e-4)
+        for _ in range(5):
+            train_step(
+                net, optimiser, batch, device=device, anchor=anchor, anchor_weight=anchor_weight
+            )
+        return net
+
+    assert distance(load_net(ppocr_recogniser_path())) == pytest.approx(0.0, abs=1e-6)
+    free, held = distance(fine_tuned(0.0)), distance(fine_tuned(10.0))
+    assert free > 0.0
+    assert held < 0.5 * free, (held, free)
 
 
 def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
