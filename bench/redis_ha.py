@@ -213,7 +213,11 @@ class RedisHA:
         except AssertionError:
             with node.client() as c:
                 c.replicaof("127.0.0.1", str(self.primary().port))
-            wait_for(lambda: self._in_sync(node), what=f"node :{node.port} to sync")
+            try:
+                wait_for(lambda: self._in_sync(node), what=f"node :{node.port} to sync")
+            except AssertionError as e:
+                # It happened again once (45 s, under load): say what the two nodes logged.
+                raise AssertionError(f"{e}\n{self._sync_report(node)}") from None
 
     # -- internals --------------------------------------------------------------------------
 
@@ -257,6 +261,15 @@ class RedisHA:
             for key, value in info.items()
             if key.startswith("slave") and isinstance(value, dict) and value["state"] == "online"
         )
+
+    def _sync_report(self, node: DataNode, lines: int = 15) -> str:
+        """The last lines of the rejoining node's log and of the primary's."""
+        parts = []
+        for name, each in (("rejoining", node), ("primary", self.primary())):
+            log = each.dir / "redis.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
+            parts.append(f"{name} :{each.port} redis.log:\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     @staticmethod
     def _in_sync(node: DataNode) -> bool:

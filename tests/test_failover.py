@@ -145,6 +145,17 @@ def test_rq_info_follows_sentinel_with_the_readme_config_module(
     assert "rq-info" in done.stdout and "3, 0 executing" in done.stdout
 
 
+def test_a_sync_that_never_comes_up_is_reported_with_both_nodes_logs(shared_ha: RedisHA) -> None:
+    primary = shared_ha.primary()
+    replica = next(n for n in shared_ha.nodes if n is not primary)
+    report = shared_ha._sync_report(replica, lines=200)
+    rejoining, _, rest = report.partition(f"primary :{primary.port} redis.log:")
+    assert rejoining.startswith(f"rejoining :{replica.port} redis.log:")
+    # each part carries its node's own log: the replica synced from the primary, which served it
+    assert "MASTER <-> REPLICA sync" in rejoining
+    assert "Synchronization with replica" in rest
+
+
 def test_submit_gives_up_when_too_few_replicas_acknowledge(shared_ha: RedisHA) -> None:
     settings = ha_settings(shared_ha, "unwaited", replicas_to_wait=2)  # there is one replica
     with (
