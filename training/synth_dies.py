@@ -137,8 +137,9 @@ def flag_one(stem: int, width: float = 0.36, base: bool = True) -> np.ndarray:
 def die_two(stem: int, width: float = 0.44) -> np.ndarray:
     """The dies' 2: a round bowl over the top half, then a straight diagonal to a flat base
     (shared/reference: "curved with a flat base" in every state seen). The bundled faces' 2
-    curves down to the base, and their Z is the straight diagonal: a recogniser fine-tuned on
-    them alone read New York's 2 as Z."""
+    curves down to the base, and their Z is the straight diagonal, so plates drawn with them
+    alone show no 2 like New York's: the fast reader trained on them read it as 7 (23 dev
+    misreads; 15 when trained with this one, model card)."""
     m = _canvas(width)
     h, w = m.shape
     half = stem / 2

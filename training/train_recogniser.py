@@ -2,7 +2,7 @@
 
     python -m training.train_recogniser --out runs/rec [--steps 3000 --batch 32]
         [--darkplate ../shared/data/train_darkplate] [--pseudo runs/oid_line_labels.csv]
-        [--threads 2 --workers 1 --device cpu] [--resume]
+        [--threads 2 --workers 1 --device cpu] [--anchor-weight 0] [--resume]
 
 Starts from PP-OCRv4's recogniser as bundled (training.recogniser_net: the network in PyTorch,
 a 37-way CTC head from the original classifier's rows) or, with --resume, from OUT/last.pt (weights,
@@ -16,7 +16,9 @@ By default only the SVTR neck and the head train (training.recogniser_net.freeze
 step costs a fifth on the CPU); --train-backbone trains it all. Optimiser: AdamW, the
 pretrained trunk at --lr, the head at --head-lr-factor times that, a linear warm-up over the
 first 5% of the steps, then cosine decay to a tenth. Lines are batched padded on the right to
-the widest (at most MAX_TRAIN_WIDTH), as the reader pads its lines.
+the widest (at most MAX_TRAIN_WIDTH), as the reader pads its lines. With --anchor-weight W,
+W times the KL divergence from the starting network's reading of the same lines joins the
+CTC loss (`anchor_loss`).
 """
 
 from __future__ import annotations
@@ -295,9 +297,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-share", type=float, default=0.5)
     p.add_argument("--darkplate-share", type=float, default=0.2)
     p.add_argument("--pseudo-share", type=float, default=0.3)
-    # Fine-tuned on generated lines alone, the recogniser drifts from what PP-OCR read well on
-    # real plates it never sees here (New York's 2 read as Z, above). This term keeps each
-    # step's distributions near the starting network's on the same lines (--source, frozen).
+    # Fine-tuned on these lines, the recogniser drifts from what PP-OCR read well on real
+    # plates it never sees here (New York's 2 read as Z, above). This term keeps each step's
+    # distributions near the starting network's on the same lines (--source, frozen). At 1.0
+    # with the backbone frozen it did not stop that drift (model card); it is there for the
+    # GPU's --train-backbone runs, where the network has the most room to move.
     p.add_argument("--anchor-weight", type=float, default=0.0)
     add_run_options(p, log_every=10, save_every=100)
     p.add_argument(
