@@ -143,16 +143,15 @@ def _ctc(log_probs: torch.Tensor, batch: Batch, *, device: torch.device) -> torc
 
 
 def anchor_loss(
-    log_probs: torch.Tensor, anchor: PlateRecogniserNet, batch: Batch, *, device: torch.device
+    log_probs: torch.Tensor, anchor: PlateRecogniserNet, lines: torch.Tensor, steps: torch.Tensor
 ) -> torch.Tensor:
     """KL(anchor || the network whose `log_probs` these are) per CTC step, averaged over the
-    lines' valid steps: how far the fine-tune has moved from what the anchor network (the
-    starting point, frozen) reads on the same lines."""
-    lines, steps = batch[0].to(device), batch[1].to(device)
+    lines' valid `steps`: how far the fine-tune has moved from what the anchor network (the
+    starting point, frozen) reads on the same `lines` (already on the networks' device)."""
     with torch.no_grad():
         target = anchor(lines).log_softmax(-1)
     per_step = (target.exp() * (target - log_probs)).sum(-1)  # (N, T)
-    valid = torch.arange(per_step.shape[1], device=device)[None, :] < steps[:, None]
+    valid = torch.arange(per_step.shape[1], device=lines.device)[None, :] < steps[:, None]
     mean: torch.Tensor = (per_step * valid).sum() / valid.sum().clamp_min(1)
     return mean
 
@@ -168,10 +167,12 @@ def train_step(
 ) -> float:
     """One optimiser step on `batch`; its loss before the step: CTC, plus `anchor_weight`
     times the `anchor_loss` where an anchor network is given."""
-    log_probs = net(batch[0].to(device)).log_softmax(-1)
+    lines = batch[0].to(device)  # once, for both networks
+    log_probs = net(lines).log_softmax(-1)
     loss = _ctc(log_probs, batch, device=device)
     if anchor is not None and anchor_weight > 0:
-        loss = loss + anchor_weight * anchor_loss(log_probs, anchor, batch, device=device)
+        steps = batch[1].to(device)
+        loss = loss + anchor_weight * anchor_loss(log_probs, anchor, lines, steps)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

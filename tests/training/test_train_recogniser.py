@@ -84,7 +84,7 @@ def test_the_anchor_holds_a_fine_tune_near_its_starting_network(
     def distance(net: torch.nn.Module) -> float:
         with torch.no_grad():
             log_probs = net.eval()(batch[0]).log_softmax(-1)
-            return float(anchor_loss(log_probs, anchor, batch, device=device))
+            return float(anchor_loss(log_probs, anchor, batch[0], batch[1]))
 
     def fine_tuned(anchor_weight: float) -> torch.nn.Module:
         torch.manual_seed(0)
