@@ -1,7 +1,9 @@
 """What every training command shares about its run: its command-line options for threads,
 workers, device, seed, logging, checkpoints and resuming; its starts recorded in OUT; its
-checkpoints; its learning-rate schedule; and the refusal of the evaluation set as training data.
-Used by training.train_recogniser and training.train_fast.
+checkpoints and resuming from them; its learning-rate schedule; the loop of steps (`run_steps`:
+schedule, logging, checkpoints, SIGTERM); and the refusal of the evaluation set as training
+data. Used by training.train_recogniser and training.train_fast, which bring their networks,
+data and one step's loss.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import argparse
 import json
 import math
 import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ __all__ = [
     "lr_factor",
     "record_start",
     "refuse_evaluation_data",
+    "resume",
+    "run_steps",
     "save_checkpoint",
 ]
 
@@ -73,3 +80,64 @@ def save_checkpoint(net: torch.nn.Module, optimiser: Any, step: int, out: Path) 
     partial = out / "last.pt.partial"
     torch.save({"net": weights, "optimiser": optimiser.state_dict(), "step": step}, partial)
     partial.replace(out / "last.pt")  # a run killed mid-save keeps the previous checkpoint
+
+
+def resume(net: torch.nn.Module, optimiser: Any, out: Path, device: torch.device) -> int:
+    """Load OUT/last.pt into `net` and `optimiser`; the step it was saved at."""
+    state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+    net.load_state_dict(state["net"])
+    optimiser.load_state_dict(state["optimiser"])
+    return int(state["step"])
+
+
+def run_steps(
+    args: argparse.Namespace,
+    *,
+    name: str,
+    net: torch.nn.Module,
+    optimiser: Any,
+    base_lrs: Sequence[float],
+    batches: Iterable[Any],
+    step: int,
+    one_step: Callable[[Any], float],
+    smoothing: float,
+) -> dict[str, Any]:
+    """Steps from `step` to args.steps: each sets every parameter group's rate to its base rate
+    times `lr_factor`, then calls `one_step(batch)` (which updates the network and returns the
+    figure to follow). Every args.log_every steps a line goes to stdout; every args.save_every
+    steps, at the last step and on SIGTERM (after the step in progress, then the run ends) a
+    checkpoint goes to args.out. Returns the last logged figures, and the step reached.
+
+    The base rates are the caller's, not the optimiser's: a resumed optimiser carries the rates
+    of its last scheduled step, and scaling those again would decay the run twice."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    net.train()
+    smoothed: float | None = None
+    figures: dict[str, Any] = {}
+    started, first = time.monotonic(), step
+    try:
+        for batch in batches:
+            if step >= args.steps:
+                break
+            for group, lr in zip(optimiser.param_groups, base_lrs, strict=True):
+                group["lr"] = lr * lr_factor(step, args.steps)
+            value = one_step(batch)
+            step += 1
+            smoothed = value if smoothed is None else smoothing * smoothed + (1 - smoothing) * value
+            if step % args.log_every == 0 or step == args.steps:
+                rate = (step - first) / max(time.monotonic() - started, 1e-9)
+                figures = {"step": step, "loss": value, "smoothed": smoothed, "steps_per_s": rate}
+                print(
+                    f"step {step} loss {value:.4f} smoothed {smoothed:.4f} "
+                    f"lr {optimiser.param_groups[0]['lr']:.2e} {1 / max(rate, 1e-9):.3f} s/step",
+                    flush=True,
+                )
+            if step % args.save_every == 0 or step == args.steps or stop.is_set():
+                save_checkpoint(net, optimiser, step, args.out)
+            if stop.is_set():
+                print(f"{name}: stopped at step {step}, checkpoint kept", flush=True)
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return figures | {"step": step}

@@ -18,10 +18,7 @@ checkpoint with `python -m training.export_fast_reader`.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -36,10 +33,10 @@ from training.fast_net import FastPlateNet
 from training.run import (
     add_run_options,
     ignore_sigterm,
-    lr_factor,
     record_start,
     refuse_evaluation_data,
-    save_checkpoint,
+    resume,
+    run_steps,
 )
 
 __all__ = ["collate", "loss_of", "main", "parser", "train"]
@@ -110,12 +107,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     net = FastPlateNet(width=args.width).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    step = 0
-    if args.resume:
-        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
-        net.load_state_dict(state["net"])
-        optimiser.load_state_dict(state["optimiser"])
-        step = int(state["step"])
+    step = resume(net, optimiser, out, device) if args.resume else 0
+    if step:
         print(f"train_fast: resumed {out / 'last.pt'} at step {step}", flush=True)
     record_start(args, out, step)
 
@@ -137,54 +130,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     loader = DataLoader(
         batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
     )
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        return _loop(args, net, optimiser, loader, step, device, stop)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
-
-def _loop(
-    args: argparse.Namespace,
-    net: FastPlateNet,
-    optimiser: Any,
-    loader: DataLoader,  # type: ignore[type-arg]
-    step: int,
-    device: torch.device,
-    stop: threading.Event,
-) -> dict[str, Any]:
-    net.train()
-    smoothed: float | None = None
-    figures: dict[str, Any] = {}
-    started, first = time.monotonic(), step
-    for batch in loader:
-        if step >= args.steps:
-            break
-        for group in optimiser.param_groups:
-            group["lr"] = args.lr * lr_factor(step, args.steps)
+    def one_step(batch: Batch) -> float:
         loss, ctc = loss_of(net, batch, device=device)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         optimiser.step()
-        step += 1
-        smoothed = ctc if smoothed is None else 0.98 * smoothed + 0.02 * ctc
-        if step % args.log_every == 0 or step == args.steps:
-            rate = (step - first) / max(time.monotonic() - started, 1e-9)
-            figures = {"step": step, "ctc": ctc, "smoothed": smoothed, "steps_per_s": rate}
-            print(
-                f"step {step} ctc {ctc:.4f} smoothed {smoothed:.4f} "
-                f"loss {float(loss.detach()):.4f} lr {optimiser.param_groups[0]['lr']:.2e} "
-                f"{1 / max(rate, 1e-9):.3f} s/step",
-                flush=True,
-            )
-        if step % args.save_every == 0 or step == args.steps or stop.is_set():
-            save_checkpoint(net, optimiser, step, args.out)
-        if stop.is_set():
-            print(f"train_fast: stopped at step {step}, checkpoint kept", flush=True)
-            break
-    return figures | {"step": step}
+        return ctc  # the figure logged and smoothed: the reading's part of the loss
+
+    return run_steps(
+        args,
+        name="train_fast",
+        net=net,
+        optimiser=optimiser,
+        base_lrs=[args.lr],
+        batches=loader,
+        step=step,
+        one_step=one_step,
+        smoothing=0.98,
+    )
 
 
 def parser() -> argparse.ArgumentParser:

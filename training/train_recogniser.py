@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -50,10 +47,10 @@ from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_ne
 from training.run import (
     add_run_options,
     ignore_sigterm,
-    lr_factor,
     record_start,
     refuse_evaluation_data,
-    save_checkpoint,
+    resume,
+    run_steps,
 )
 
 __all__ = [
@@ -194,18 +191,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     head = list(net.head.parameters())
     head_ids = {id(p) for p in head}
     trunk = [p for p in net.parameters() if id(p) not in head_ids and p.requires_grad]
+    base_lrs = [args.lr, args.lr * args.head_lr_factor]
     optimiser = torch.optim.AdamW(
-        [{"params": trunk, "lr": args.lr}, {"params": head, "lr": args.lr * args.head_lr_factor}],
+        [{"params": trunk, "lr": base_lrs[0]}, {"params": head, "lr": base_lrs[1]}],
         weight_decay=1e-4,
     )
-    step = 0
-    last = out / "last.pt"
-    if args.resume:
-        state = torch.load(last, map_location=device, weights_only=False)
-        net.load_state_dict(state["net"])
-        optimiser.load_state_dict(state["optimiser"])
-        step = int(state["step"])
-        print(f"train_recogniser: resumed {last} at step {step}", flush=True)
+    step = resume(net, optimiser, out, device) if args.resume else 0
+    if step:
+        print(f"train_recogniser: resumed {out / 'last.pt'} at step {step}", flush=True)
     record_start(args, out, step)
     anchor: PlateRecogniserNet | None = None
     if args.anchor_weight > 0:
@@ -224,62 +217,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     loader = DataLoader(
         batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
     )
-    stop = threading.Event()
-    # SIGTERM (kill PID) ends the run at the next step with a checkpoint, as --save-every does.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        figures = _loop(args, net, optimiser, loader, step, out, device, stop, anchor)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return figures
-
-
-def _loop(
-    args: argparse.Namespace,
-    net: PlateRecogniserNet,
-    optimiser: Any,
-    loader: DataLoader,  # type: ignore[type-arg]
-    step: int,
-    out: Path,
-    device: torch.device,
-    stop: threading.Event,
-    anchor: PlateRecogniserNet | None,
-) -> dict[str, Any]:
-    base = [g["lr"] for g in optimiser.param_groups]
-    net.train()
-    smoothed: float | None = None
-    figures: dict[str, Any] = {}
-    started = time.monotonic()
-    first = step
-    for lines, steps, targets, lengths in loader:
-        if step >= args.steps:
-            break
-        for group, lr in zip(optimiser.param_groups, base, strict=True):
-            group["lr"] = lr * lr_factor(step, args.steps)
-        value = train_step(
+    return run_steps(
+        args,
+        name="train_recogniser",
+        net=net,
+        optimiser=optimiser,
+        base_lrs=base_lrs,
+        batches=loader,
+        step=step,
+        one_step=lambda batch: train_step(
             net,
             optimiser,
-            (lines, steps, targets, lengths),
+            batch,
             device=device,
             anchor=anchor,
             anchor_weight=args.anchor_weight,
-        )
-        step += 1
-        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
-        if step % args.log_every == 0 or step == args.steps:
-            rate = (step - first) / max(time.monotonic() - started, 1e-9)
-            figures = {"step": step, "loss": value, "smoothed": smoothed, "steps_per_s": rate}
-            print(
-                f"step {step} loss {value:.4f} smoothed {smoothed:.4f} "
-                f"lr {optimiser.param_groups[0]['lr']:.2e} {1 / max(rate, 1e-9):.2f} s/step",
-                flush=True,
-            )
-        if step % args.save_every == 0 or step == args.steps or stop.is_set():
-            save_checkpoint(net, optimiser, step, out)
-        if stop.is_set():
-            print(f"train_recogniser: stopped at step {step}, checkpoint kept", flush=True)
-            break
-    return figures | {"step": step}
+        ),
+        smoothing=0.95,
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("torch")
 
-from training.run import add_run_options, lr_factor, record_start, refuse_evaluation_data
+import torch
+
+from training.run import (
+    add_run_options,
+    lr_factor,
+    record_start,
+    refuse_evaluation_data,
+    resume,
+    run_steps,
+)
 
 
 def test_the_schedule_warms_up_then_decays_to_a_tenth() -> None:
@@ -40,3 +52,63 @@ def test_the_evaluation_set_is_refused_as_training_data(tmp_path: Path) -> None:
     refuse_evaluation_data(tmp_path / "train_darkplate", None)  # anything else passes
     with pytest.raises(SystemExit, match="evaluation only"):
         refuse_evaluation_data(None, tmp_path / "real_us_dev" / "images")
+
+
+def _args(out: Path, steps: int) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_run_options(p, log_every=1, save_every=2)
+    args = p.parse_args([])
+    args.out, args.steps = out, steps
+    return args
+
+
+def _run(
+    out: Path, steps: int, *, stop_at: int | None = None
+) -> tuple[dict[str, Any], list[float]]:
+    """A one-weight network through run_steps from OUT/last.pt where there is one; the rates
+    each step ran at."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 1)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=0.5)
+    step = resume(net, optimiser, out, torch.device("cpu")) if (out / "last.pt").exists() else 0
+    rates: list[float] = []
+
+    def one_step(batch: torch.Tensor) -> float:
+        rates.append(optimiser.param_groups[0]["lr"])
+        loss = net(batch).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if len(rates) == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return float(loss.detach())
+
+    figures = run_steps(
+        _args(out, steps),
+        name="test",
+        net=net,
+        optimiser=optimiser,
+        base_lrs=[0.5],
+        batches=itertools.repeat(torch.ones(4, 1)),
+        step=step,
+        one_step=one_step,
+        smoothing=0.9,
+    )
+    return figures, rates
+
+
+def test_a_run_checkpoints_stops_on_sigterm_and_resumes_on_its_schedule(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    figures, rates = _run(tmp_path, 40, stop_at=3)
+    # SIGTERM ends the run after the step in progress, with a checkpoint off the save steps.
+    assert figures["step"] == 3
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 3
+    assert {p.name for p in tmp_path.glob("step_*.pt")} == {"step_000002.pt", "step_000003.pt"}
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert rates == pytest.approx([0.5 * lr_factor(s, 40) for s in range(3)])
+
+    figures, rates = _run(tmp_path, 40)
+    assert figures["step"] == 40 and len(rates) == 37
+    # The resumed optimiser came back with step 2's rate; the schedule scales the base rate.
+    assert rates == pytest.approx([0.5 * lr_factor(s, 40) for s in range(3, 40)])
+    assert figures["loss"] < figures["smoothed"]  # the loss fell along the run
