@@ -14,13 +14,16 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import IterableDataset
 
 __all__ = [
+    "SeededBatches",
     "add_run_options",
     "ignore_sigterm",
     "lr_factor",
@@ -41,6 +44,23 @@ def add_run_options(p: argparse.ArgumentParser, *, log_every: int, save_every: i
     p.add_argument("--log-every", type=int, default=log_every)
     p.add_argument("--save-every", type=int, default=save_every)
     p.add_argument("--resume", action="store_true")
+
+
+class SeededBatches(IterableDataset):  # type: ignore[type-arg]
+    """Endless batches for a DataLoader: `draw(rng)` yields them. The generator is seeded by the
+    run's seed, the step the run starts at (a resumed run draws new samples, not the ones its
+    first steps saw) and the loader's worker (each draws its own). `draw` is pickled to the
+    workers where they are spawned: a module-level function or a partial of one."""
+
+    def __init__(
+        self, draw: Callable[[np.random.Generator], Iterator[Any]], *, seed: int, start_step: int
+    ) -> None:
+        self.draw, self.seed, self.start_step = draw, seed, start_step
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        return self.draw(np.random.default_rng([self.seed, self.start_step, worker]))
 
 
 def lr_factor(step: int, total: int) -> float:

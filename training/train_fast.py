@@ -18,6 +18,7 @@ checkpoint with `python -m training.export_fast_reader`.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,12 +26,13 @@ from typing import Any, Final
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from plate_ocr.constants import CLASS_NAMES
 from training.fast_data import Crops, CropSample, distilled_crops, sample_stream, yolo_crops
 from training.fast_net import FastPlateNet
 from training.run import (
+    SeededBatches,
     add_run_options,
     ignore_sigterm,
     record_start,
@@ -60,30 +62,14 @@ def collate(samples: Sequence[CropSample]) -> Batch:
     )
 
 
-class _Batches(IterableDataset):  # type: ignore[type-arg]
-    def __init__(
-        self,
-        *,
-        seed: int,
-        start_step: int,
-        batch: int,
-        sets: tuple[Crops, ...],
-        shares: tuple[float, ...],
-    ) -> None:
-        self.seed, self.start_step, self.batch = seed, start_step, batch
-        self.sets, self.shares = sets, shares
-
-    def __iter__(self) -> Iterator[Batch]:
-        info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else 0
-        rng = np.random.default_rng([self.seed, self.start_step, worker])
-        stream = sample_stream(rng, self.sets, self.shares)
-        while True:
-            # 32 columns: CTC needs one a character and one between repeats.
-            samples = [
-                s for s in (next(stream) for _ in range(self.batch)) if 0 < len(s.text) <= 12
-            ]
-            yield collate(samples)
+def _batches(
+    rng: np.random.Generator, *, batch: int, sets: tuple[Crops, ...], shares: tuple[float, ...]
+) -> Iterator[Batch]:
+    stream = sample_stream(rng, sets, shares)
+    while True:
+        # 32 columns: CTC needs one a character and one between repeats.
+        samples = [s for s in (next(stream) for _ in range(batch)) if 0 < len(s.text) <= 12]
+        yield collate(samples)
 
 
 def loss_of(net: FastPlateNet, batch: Batch, *, device: torch.device) -> tuple[torch.Tensor, float]:
@@ -120,12 +106,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         else Crops((), (), ()),
     )
     print(f"train_fast: synthetic, DarkPlate, distilled crops {[len(s) for s in sets]}", flush=True)
-    batches = _Batches(
+    shares = (args.synthetic_share, args.darkplate_share, args.distilled_share)
+    batches = SeededBatches(
+        functools.partial(_batches, batch=args.batch, sets=sets, shares=shares),
         seed=args.seed,
         start_step=step,
-        batch=args.batch,
-        sets=sets,
-        shares=(args.synthetic_share, args.darkplate_share, args.distilled_share),
     )
     loader = DataLoader(
         batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm

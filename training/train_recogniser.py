@@ -24,6 +24,7 @@ CTC loss (`anchor_loss`).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Iterator, Sequence
@@ -32,7 +33,7 @@ from typing import Any, Final
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from plate_ocr.constants import CLASS_NAMES
 from reader.recogniser import line_tensor, ppocr_recogniser_path, resized_width
@@ -45,6 +46,7 @@ from training.line_data import (
 )
 from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
 from training.run import (
+    SeededBatches,
     add_run_options,
     ignore_sigterm,
     record_start,
@@ -88,37 +90,24 @@ def collate(samples: Sequence[LineSample]) -> Batch:
     )
 
 
-class _Batches(IterableDataset):  # type: ignore[type-arg]
-    def __init__(
-        self,
-        *,
-        seed: int,
-        start_step: int,
-        batch: int,
-        darkplate: RealLines | None,
-        pseudo: RealLines | None,
-        weights: tuple[float, float, float],
-    ) -> None:
-        self.seed, self.start_step, self.batch = seed, start_step, batch
-        self.darkplate, self.pseudo, self.weights = darkplate, pseudo, weights
-
-    def __iter__(self) -> Iterator[Batch]:
-        info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else 0
-        # A resumed run draws new samples, not the ones the first steps saw.
-        rng = np.random.default_rng([self.seed, self.start_step, worker])
-        stream = sample_stream(
-            rng, darkplate=self.darkplate, pseudo=self.pseudo, weights=self.weights
-        )
-        while True:
-            samples: list[LineSample] = []
-            while len(samples) < self.batch:
-                sample = next(stream)
-                width = resized_width(*sample.line.shape[:2])
-                # CTC needs a step per character, and one between repeats.
-                if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
-                    samples.append(sample)
-            yield collate(samples)
+def _batches(
+    rng: np.random.Generator,
+    *,
+    batch: int,
+    darkplate: RealLines | None,
+    pseudo: RealLines | None,
+    weights: tuple[float, float, float],
+) -> Iterator[Batch]:
+    stream = sample_stream(rng, darkplate=darkplate, pseudo=pseudo, weights=weights)
+    while True:
+        samples: list[LineSample] = []
+        while len(samples) < batch:
+            sample = next(stream)
+            width = resized_width(*sample.line.shape[:2])
+            # CTC needs a step per character, and one between repeats.
+            if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
+                samples.append(sample)
+        yield collate(samples)
 
 
 def ctc_loss(net: PlateRecogniserNet, batch: Batch, *, device: torch.device) -> torch.Tensor:
@@ -206,13 +195,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     darkplate = darkplate_lines(args.darkplate) if args.darkplate else None
     pseudo = pseudo_lines(args.pseudo) if args.pseudo else None
-    batches = _Batches(
+    weights = (args.synthetic_share, args.darkplate_share, args.pseudo_share)
+    batches = SeededBatches(
+        functools.partial(
+            _batches, batch=args.batch, darkplate=darkplate, pseudo=pseudo, weights=weights
+        ),
         seed=args.seed,
         start_step=step,
-        batch=args.batch,
-        darkplate=darkplate,
-        pseudo=pseudo,
-        weights=(args.synthetic_share, args.darkplate_share, args.pseudo_share),
     )
     loader = DataLoader(
         batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from training.run import (
+    SeededBatches,
     add_run_options,
     lr_factor,
     record_start,
@@ -112,3 +116,24 @@ def test_a_run_checkpoints_stops_on_sigterm_and_resumes_on_its_schedule(tmp_path
     # The resumed optimiser came back with step 2's rate; the schedule scales the base rate.
     assert rates == pytest.approx([0.5 * lr_factor(s, 40) for s in range(3, 40)])
     assert figures["loss"] < figures["smoothed"]  # the loss fell along the run
+
+
+def _draws(rng: np.random.Generator) -> Iterator[int]:
+    while True:
+        yield int(rng.integers(1 << 62))
+
+
+def _first(seed: int, start_step: int, workers: int) -> list[int]:
+    """The first draw of each loader worker (the loader takes them in turn)."""
+    batches = SeededBatches(_draws, seed=seed, start_step=start_step)
+    loader = DataLoader(batches, batch_size=None, num_workers=workers)
+    drawn = iter(loader)
+    return [int(next(drawn)) for _ in range(max(workers, 1))]
+
+
+def test_batches_are_drawn_anew_per_seed_start_step_and_worker() -> None:
+    by_worker = _first(0, 0, workers=2)
+    assert by_worker[0] != by_worker[1]  # each worker draws its own samples
+    assert _first(0, 0, workers=0) == by_worker[:1]  # the same run, in-process, draws the same
+    assert _first(0, 500, workers=0) != by_worker[:1]  # a run resumed at step 500 draws anew
+    assert _first(1, 0, workers=0) != by_worker[:1]
