@@ -1,9 +1,10 @@
 """What every training command shares about its run: its command-line options for threads,
 workers, device, seed, logging, checkpoints and resuming; its starts recorded in OUT; its
-checkpoints and resuming from them; its learning-rate schedule; the loop of steps (`run_steps`:
-schedule, logging, checkpoints, SIGTERM); and the refusal of the evaluation set as training
-data. Used by training.train_recogniser and training.train_fast, which bring their networks,
-data and one step's loss.
+checkpoints and resuming from them; its seeded batch loader (`batch_loader`); its
+learning-rate schedule; the loop of steps (`run_steps`: schedule, logging, checkpoints,
+SIGTERM); and the refusal of the evaluation set as training data. Used by
+training.train_recogniser and training.train_fast, which bring their networks, data and one
+step's loss.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 __all__ = [
-    "SeededBatches",
     "add_run_options",
-    "ignore_sigterm",
+    "batch_loader",
     "lr_factor",
     "record_start",
     "refuse_evaluation_data",
@@ -46,12 +46,27 @@ def add_run_options(p: argparse.ArgumentParser, *, log_every: int, save_every: i
     p.add_argument("--resume", action="store_true")
 
 
-class SeededBatches(IterableDataset):  # type: ignore[type-arg]
-    """Endless batches for a DataLoader: `draw(rng)` yields them. The generator is seeded by the
-    run's seed, the step the run starts at (a resumed run draws new samples, not the ones its
-    first steps saw) and the loader's worker (each draws its own). `draw` is pickled to the
-    workers where they are spawned: a module-level function or a partial of one."""
+def batch_loader(
+    draw: Callable[[np.random.Generator], Iterator[Any]],
+    *,
+    seed: int,
+    start_step: int,
+    workers: int,
+) -> DataLoader:  # type: ignore[type-arg]
+    """Endless batches, `draw(rng)` yielding them in `workers` processes (in this one for 0).
+    The generator is seeded by the run's seed, the step the run starts at (a resumed run draws
+    new samples, not the ones its first steps saw) and the worker (each draws its own). `draw`
+    is pickled to the workers where they are spawned: a module-level function or a partial of
+    one."""
+    return DataLoader(
+        _SeededBatches(draw, seed=seed, start_step=start_step),
+        batch_size=None,
+        num_workers=workers,
+        worker_init_fn=_ignore_sigterm,
+    )
 
+
+class _SeededBatches(IterableDataset):  # type: ignore[type-arg]
     def __init__(
         self, draw: Callable[[np.random.Generator], Iterator[Any]], *, seed: int, start_step: int
     ) -> None:
@@ -87,7 +102,7 @@ def refuse_evaluation_data(*paths: Path | None) -> None:
             raise SystemExit("real_us_dev is for evaluation only; never train on it")
 
 
-def ignore_sigterm(worker: int) -> None:
+def _ignore_sigterm(worker: int) -> None:
     """In a data-loader process: SIGTERM is for the trainer, which stops them itself (a
     `pkill -f` reaches every process of the command line, and a worker that died first would
     take the run down before its checkpoint)."""
@@ -102,12 +117,16 @@ def save_checkpoint(net: torch.nn.Module, optimiser: Any, step: int, out: Path) 
     partial.replace(out / "last.pt")  # a run killed mid-save keeps the previous checkpoint
 
 
-def resume(net: torch.nn.Module, optimiser: Any, out: Path, device: torch.device) -> int:
+def resume(
+    net: torch.nn.Module, optimiser: Any, out: Path, device: torch.device, *, name: str
+) -> int:
     """Load OUT/last.pt into `net` and `optimiser`; the step it was saved at."""
     state = torch.load(out / "last.pt", map_location=device, weights_only=False)
     net.load_state_dict(state["net"])
     optimiser.load_state_dict(state["optimiser"])
-    return int(state["step"])
+    step = int(state["step"])
+    print(f"{name}: resumed {out / 'last.pt'} at step {step}", flush=True)
+    return step
 
 
 def run_steps(

@@ -26,15 +26,13 @@ from typing import Any, Final
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from plate_ocr.constants import CLASS_NAMES
 from training.fast_data import Crops, CropSample, distilled_crops, sample_stream, yolo_crops
 from training.fast_net import FastPlateNet
 from training.run import (
-    SeededBatches,
     add_run_options,
-    ignore_sigterm,
+    batch_loader,
     record_start,
     refuse_evaluation_data,
     resume,
@@ -93,9 +91,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     net = FastPlateNet(width=args.width).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    step = resume(net, optimiser, out, device) if args.resume else 0
-    if step:
-        print(f"train_fast: resumed {out / 'last.pt'} at step {step}", flush=True)
+    step = resume(net, optimiser, out, device, name="train_fast") if args.resume else 0
     record_start(args, out, step)
 
     sets = (
@@ -107,13 +103,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"train_fast: synthetic, DarkPlate, distilled crops {[len(s) for s in sets]}", flush=True)
     shares = (args.synthetic_share, args.darkplate_share, args.distilled_share)
-    batches = SeededBatches(
+    loader = batch_loader(
         functools.partial(_batches, batch=args.batch, sets=sets, shares=shares),
         seed=args.seed,
         start_step=step,
-    )
-    loader = DataLoader(
-        batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
+        workers=args.workers,
     )
 
     def one_step(batch: Batch) -> float:

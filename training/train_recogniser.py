@@ -33,7 +33,6 @@ from typing import Any, Final
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from plate_ocr.constants import CLASS_NAMES
 from reader.recogniser import line_tensor, ppocr_recogniser_path, resized_width
@@ -46,9 +45,8 @@ from training.line_data import (
 )
 from training.recogniser_net import PlateRecogniserNet, freeze_backbone, load_net
 from training.run import (
-    SeededBatches,
     add_run_options,
-    ignore_sigterm,
+    batch_loader,
     record_start,
     refuse_evaluation_data,
     resume,
@@ -185,9 +183,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         [{"params": trunk, "lr": base_lrs[0]}, {"params": head, "lr": base_lrs[1]}],
         weight_decay=1e-4,
     )
-    step = resume(net, optimiser, out, device) if args.resume else 0
-    if step:
-        print(f"train_recogniser: resumed {out / 'last.pt'} at step {step}", flush=True)
+    step = resume(net, optimiser, out, device, name="train_recogniser") if args.resume else 0
     record_start(args, out, step)
     anchor: PlateRecogniserNet | None = None
     if args.anchor_weight > 0:
@@ -196,15 +192,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     darkplate = darkplate_lines(args.darkplate) if args.darkplate else None
     pseudo = pseudo_lines(args.pseudo) if args.pseudo else None
     weights = (args.synthetic_share, args.darkplate_share, args.pseudo_share)
-    batches = SeededBatches(
+    loader = batch_loader(
         functools.partial(
             _batches, batch=args.batch, darkplate=darkplate, pseudo=pseudo, weights=weights
         ),
         seed=args.seed,
         start_step=step,
-    )
-    loader = DataLoader(
-        batches, batch_size=None, num_workers=args.workers, worker_init_fn=ignore_sigterm
+        workers=args.workers,
     )
     return run_steps(
         args,

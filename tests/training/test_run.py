@@ -17,11 +17,10 @@ pytest.importorskip("torch")
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from training.run import (
-    SeededBatches,
     add_run_options,
+    batch_loader,
     lr_factor,
     record_start,
     refuse_evaluation_data,
@@ -74,7 +73,8 @@ def _run(
     torch.manual_seed(0)
     net = torch.nn.Linear(1, 1)
     optimiser = torch.optim.AdamW(net.parameters(), lr=0.5)
-    step = resume(net, optimiser, out, torch.device("cpu")) if (out / "last.pt").exists() else 0
+    resumable = (out / "last.pt").exists()
+    step = resume(net, optimiser, out, torch.device("cpu"), name="test") if resumable else 0
     rates: list[float] = []
 
     def one_step(batch: torch.Tensor) -> float:
@@ -125,9 +125,7 @@ def _draws(rng: np.random.Generator) -> Iterator[int]:
 
 def _first(seed: int, start_step: int, workers: int) -> list[int]:
     """The first draw of each loader worker (the loader takes them in turn)."""
-    batches = SeededBatches(_draws, seed=seed, start_step=start_step)
-    loader = DataLoader(batches, batch_size=None, num_workers=workers)
-    drawn = iter(loader)
+    drawn = iter(batch_loader(_draws, seed=seed, start_step=start_step, workers=workers))
     return [int(next(drawn)) for _ in range(max(workers, 1))]
 
 
