@@ -1,6 +1,9 @@
 """Export a fine-tuned line recogniser checkpoint to ONNX, with a manifest beside it.
 
     python -m training.export_plate_recogniser runs/rec/step_000500.pt OUT.onnx
+    python -m training.export_plate_recogniser runs/a/step_*.pt runs/b/step_*.pt OUT.onnx
+
+Several checkpoints are averaged weight by weight (`average_weights`, a "model soup").
 
 The ONNX is the bundled recogniser's own graph (hard-swish fused as reader.export_recogniser
 fuses it) carrying the checkpoint's tensors and a 37-way head (training.recogniser_net), so
@@ -18,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -26,9 +29,14 @@ from plate_ocr.errors import ModelError
 from reader.bundle import file_sha256
 from reader.recogniser import ppocr_recogniser_path
 
-__all__ = ["DATA_SOURCES", "TOLERANCE", "export_checkpoint", "main"]
+if TYPE_CHECKING:
+    from training.recogniser_net import PlateRecogniserNet
+
+__all__ = ["DATA_SOURCES", "TOLERANCE", "average_weights", "export_checkpoint", "main"]
 
 TOLERANCE: Final = 1e-4  # on softmax outputs, ONNX Runtime against PyTorch
+
+_PPOCR: Final = "PP-OCRv4 rec (PaddleOCR, Apache-2.0), as rapidocr-onnxruntime ships it"
 
 DATA_SOURCES: Final = {
     "synthetic": "training.synth's generic (Debian fonts) and state-faithful renderers, "
@@ -40,28 +48,29 @@ DATA_SOURCES: Final = {
 
 
 def export_checkpoint(
-    checkpoint: Path, out: Path, *, source: Path, selected_by: str | None = None
+    checkpoints: Path | Sequence[Path],
+    out: Path,
+    *,
+    source: Path,
+    selected_by: str | None = None,
 ) -> dict[str, Any]:
-    """Write `out` and its manifest; returns the manifest."""
+    """Write `out` and its manifest; returns the manifest. Several checkpoints (of one run or of
+    runs from the same `source`) are averaged weight by weight (`average_weights`)."""
     import onnxruntime as ort
     import torch
 
     from training.recogniser_net import export_onnx, load_net
 
-    net = load_net(source)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net.load_state_dict(state.get("net", state))
-    net.eval()
-    settings_file = checkpoint.parent / "train_settings.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-    if "source" in settings:  # a path on the training machine; the manifest names the file
-        settings["source"] = Path(settings["source"]).name
+    paths = [checkpoints] if isinstance(checkpoints, Path) else list(checkpoints)
+    net = average_weights(load_net(source), paths).eval()
+    runs = {p.parent.name: _settings(p.parent) for p in paths}
+    names = [f"{p.parent.name}/{p.name}" for p in paths]
     export_onnx(
         net,
         source,
         out,
         source_sha256=file_sha256(source),
-        checkpoint=checkpoint.name,
+        checkpoint=", ".join(names),
     )
     lines = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 256)).astype(np.float32)
     with torch.no_grad():
@@ -72,38 +81,94 @@ def export_checkpoint(
     if worst > TOLERANCE:
         out.unlink()
         raise ModelError(f"the exported recogniser differs from the checkpoint by {worst:.2g}")
-    used = ["synthetic"]
-    used += [name for name in ("darkplate", "pseudo") if settings.get(name) not in (None, "None")]
+    used = {name for settings in runs.values() for name in _data_used(settings)}
     manifest = {
         "name": out.stem,
         "sha256": file_sha256(out),
-        "source": {
-            "file": source.name,
-            "sha256": file_sha256(source),
-            "model": "PP-OCRv4 rec (PaddleOCR, Apache-2.0), as rapidocr-onnxruntime ships it",
-        },
-        "checkpoint": checkpoint.name,
-        "training": settings,
-        "data": {name: DATA_SOURCES[name] for name in used},
+        "source": _source(source),
+        "checkpoints": names,
+        "training": runs,
+        "data": {name: DATA_SOURCES[name] for name in DATA_SOURCES if name in used},
         "onnx_vs_torch_max_abs": worst,
     }
+    if len(paths) > 1:
+        manifest["averaged"] = f"the uniform average of the {len(paths)} checkpoints' weights"
     if selected_by is not None:
         manifest["selected_by"] = selected_by
     out.with_name(out.name + ".json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
+def average_weights(net: PlateRecogniserNet, checkpoints: Sequence[Path]) -> PlateRecogniserNet:
+    """The network (`net`'s, which it loads each checkpoint into) with the uniform average of
+    the checkpoints' parameters: a "model soup" of fine-tunes of one starting network (model
+    card). Buffers, the frozen batch norms' statistics among them, are the first checkpoint's;
+    no run changes them."""
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+
+    if not checkpoints:
+        raise ValueError("no checkpoint to export")
+    averaged: AveragedModel | None = None
+    for path in checkpoints:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        net.load_state_dict(state.get("net", state))
+        if averaged is None:  # a copy of the first, which the rest are averaged into
+            averaged = AveragedModel(net, device=torch.device("cpu"))
+        averaged.update_parameters(net)
+    module = averaged.module if averaged is not None else None
+    if not isinstance(module, type(net)):
+        raise TypeError(f"averaged a {type(module).__name__}, not a {type(net).__name__}")
+    return module
+
+
+def _settings(run: Path) -> dict[str, Any]:
+    settings_file = run / "train_settings.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    if "source" in settings:  # a path on the training machine; the manifest names the file
+        settings["source"] = Path(settings["source"]).name
+    return settings
+
+
+def _source(source: Path) -> dict[str, Any]:
+    """What the fine-tune started from. A source that is itself a fine-tune (its manifest
+    beside it) brings that manifest, so the chain back to PP-OCR's weights stays on record."""
+    described: dict[str, Any] = {"file": source.name, "sha256": file_sha256(source)}
+    own = source.with_name(source.name + ".json")
+    if own.is_file():
+        described["manifest"] = json.loads(own.read_text())
+    else:
+        described["model"] = (
+            "PP-OCRv4 rec (PaddleOCR, Apache-2.0), as rapidocr-onnxruntime ships it"
+        )
+    return described
+
+
+def _data_used(settings: dict[str, Any]) -> list[str]:
+    """The sources a run drew lines from: generated lines, and DarkPlate's and the
+    pseudo-labelled ones where the run was given them; a source at a share of 0 drew none."""
+    used = []
+    for name in DATA_SOURCES:
+        given = name == "synthetic" or settings.get(name) not in (None, "None")
+        share = float(settings.get(f"{name}_share", 1.0))
+        if given and share > 0:
+            used.append(name)
+    return used
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.export_plate_recogniser", description=__doc__
     )
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "checkpoints", type=Path, nargs="+", help="one checkpoint, or several to average"
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--source", type=Path, default=ppocr_recogniser_path())
     parser.add_argument("--selected-by", default=None, help="how the checkpoint was chosen")
     args = parser.parse_args(argv)
     manifest = export_checkpoint(
-        args.checkpoint, args.out, source=args.source, selected_by=args.selected_by
+        args.checkpoints, args.out, source=args.source, selected_by=args.selected_by
     )
     print(
         f"{args.out}: sha256 {manifest['sha256']}; max |onnx - torch| "

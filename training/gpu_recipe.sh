@@ -51,11 +51,7 @@ else
   echo "recipe: real supplements: ${supplement_args[*]}"
 fi
 
-started=$(date +%s)
-mkdir -p "$OUT"
-mkdir -p "${WORK:=${TMPDIR:-/tmp}}"
-WORK=$(mktemp -d "$WORK/plate-ocr-recipe.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT  # tens of thousands of images: nothing to bring back
+start_recipe recipe
 "$PYTHON" -m training.synth "$WORK/data" --count "$COUNT" --seed "$SEED" --workers "$WORKERS" \
   "${supplement_args[@]}" --supplement-repeat 4 2>&1 | tail -n 3
 echo "recipe: data ready after $(( $(date +%s) - started )) s"

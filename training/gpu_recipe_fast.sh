@@ -30,17 +30,9 @@ PYTHON=${PYTHON:-python3}
 
 # shellcheck source=training/recipe_setup.sh
 source training/recipe_setup.sh
-DARKPLATE=${DARKPLATE:-$shared/data/train_darkplate}
-if [ ! -d "$DARKPLATE/images" ] || [ ! -d "$DARKPLATE/labels" ]; then
-  echo "recipe: DarkPlate folder $DARKPLATE has no images/ and labels/: carry it or name it" >&2
-  exit 2
-fi
+require_darkplate
 
-started=$(date +%s)
-mkdir -p "$OUT"
-mkdir -p "${WORK:=${TMPDIR:-/tmp}}"
-WORK=$(mktemp -d "$WORK/plate-ocr-fast.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+start_recipe fast
 "$PYTHON" -m training.synth "$WORK/synth" --count "$COUNT" --seed "$SEED" --workers "$WORKERS" \
   --val-fraction 0 2>&1 | tail -n 1
 echo "recipe: data ready after $(( $(date +%s) - started )) s"

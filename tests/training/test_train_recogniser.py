@@ -3,7 +3,9 @@ loss, a run resumes from its checkpoint, and an exported checkpoint loads in the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,3 +188,64 @@ def test_the_shipped_recogniser_reads_the_same_through_pytorch(device: str) -> N
     expected = session.run(None, {"x": x})[0]
     assert got.shape == expected.shape == (2, 28, NUM_CLASSES)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
+    tmp_path: Path, run_recipe: Any
+) -> None:
+    done = run_recipe("gpu_recipe_recogniser.sh", SEEDS="0 1", STEPS="2", BATCH="2", SAVE_EVERY="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recipe: done" in done.stdout
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"plate_rec_soup.onnx", "plate_rec_soup.onnx.json"}
+    manifest = json.loads((out / "plate_rec_soup.onnx.json").read_text())
+    # Every saved step of both seeds, averaged; each run trained the whole network from the
+    # shipped recogniser on real lines alone, by default.
+    assert manifest["checkpoints"] == [
+        f"seed{seed}/step_{step:06d}.pt" for seed in (0, 1) for step in (1, 2)
+    ]
+    assert manifest["averaged"] == "the uniform average of the 4 checkpoints' weights"
+    for seed in (0, 1):
+        settings = manifest["training"][f"seed{seed}"]
+        assert (settings["train_backbone"], settings["seed"]) == ("True", str(seed))
+        assert float(settings["synthetic_share"]) == 0.0
+    assert manifest["source"]["file"] == "ppocrv4_plate_rec.onnx"
+    assert set(manifest["data"]) == {"darkplate", "pseudo"}
+    reader = LineRecogniser(out / "plate_rec_soup.onnx", threads=1)
+    assert reader.model_info.sha256 == manifest["sha256"]
+    assert not list((tmp_path / "work").iterdir())  # the scratch is removed
+
+
+def test_several_checkpoints_export_as_the_average_of_their_weights(tmp_path: Path) -> None:
+    from training.export_plate_recogniser import average_weights, export_checkpoint
+
+    net = load_net(ppocr_recogniser_path())
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    paths = []
+    for i, shift in enumerate((0.0, 1.0, 5.0)):
+        run = tmp_path / f"run{i % 2}"  # two runs, one with two checkpoints
+        run.mkdir(exist_ok=True)
+        state = {k: v.clone() for k, v in start.items()}
+        state["head.bias"] += shift
+        state["trunk.p2o/Conv/0.weight"] -= shift
+        paths.append(run / f"step_{i:06d}.pt")
+        torch.save(state, paths[-1])
+
+    averaged = average_weights(load_net(ppocr_recogniser_path()), paths).state_dict()
+    torch.testing.assert_close(averaged["head.bias"], start["head.bias"] + 2.0)
+    torch.testing.assert_close(
+        averaged["trunk.p2o/Conv/0.weight"], start["trunk.p2o/Conv/0.weight"] - 2.0
+    )
+    torch.testing.assert_close(averaged["head.weight"], start["head.weight"])
+    for name, _ in net.named_buffers():
+        torch.testing.assert_close(averaged[name], start[name])
+
+    manifest = export_checkpoint(paths, tmp_path / "soup.onnx", source=ppocr_recogniser_path())
+    assert manifest["checkpoints"] == [
+        "run0/step_000000.pt",
+        "run1/step_000001.pt",
+        "run0/step_000002.pt",
+    ]
+    assert set(manifest["training"]) == {"run0", "run1"}
+    assert manifest["averaged"] == "the uniform average of the 3 checkpoints' weights"
+    assert LineRecogniser(tmp_path / "soup.onnx", threads=1).model_info.sha256 == manifest["sha256"]
