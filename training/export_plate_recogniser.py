@@ -102,19 +102,29 @@ def export_checkpoint(
 def average_weights(net: PlateRecogniserNet, checkpoints: Sequence[Path]) -> PlateRecogniserNet:
     """The network (`net`'s, which it loads each checkpoint into) with the uniform average of
     the checkpoints' parameters: a "model soup" of fine-tunes of one starting network (model
-    card). Buffers, the frozen batch norms' statistics among them, are the first checkpoint's;
-    no run changes them."""
+    card). Their buffers, the frozen batch norms' statistics among them, must be the same in
+    every checkpoint (no run changes them): averaged weights under one checkpoint's statistics
+    would read like none of them, so checkpoints that differ there are refused."""
     import torch
     from torch.optim.swa_utils import AveragedModel
 
     if not checkpoints:
         raise ValueError("no checkpoint to export")
     averaged: AveragedModel | None = None
+    first: dict[str, torch.Tensor] = {}
     for path in checkpoints:
         state = torch.load(path, map_location="cpu", weights_only=False)
         net.load_state_dict(state.get("net", state))
+        buffers = dict(net.named_buffers())
         if averaged is None:  # a copy of the first, which the rest are averaged into
             averaged = AveragedModel(net, device=torch.device("cpu"))
+            first = {name: b.clone() for name, b in buffers.items()}
+        differing = [name for name, b in buffers.items() if not torch.equal(b, first[name])]
+        if differing:
+            raise ModelError(
+                f"{path} differs from {checkpoints[0]} in {differing[0]} (a buffer, not a "
+                "trained weight): not fine-tunes of one frozen-statistics network, no average"
+            )
         averaged.update_parameters(net)
     module = averaged.module if averaged is not None else None
     if not isinstance(module, type(net)):

@@ -1,5 +1,6 @@
 """The line recogniser's fine-tune: the PyTorch form reads as the ONNX one, CTC steps lower the
-loss, a run resumes from its checkpoint, and an exported checkpoint loads in the reader."""
+loss, a run resumes from its checkpoint, an exported checkpoint (or several, averaged) loads in
+the reader, and the GPU recipe runs end to end at tiny sizes."""
 
 from __future__ import annotations
 
@@ -249,3 +250,16 @@ def test_several_checkpoints_export_as_the_average_of_their_weights(tmp_path: Pa
     assert set(manifest["training"]) == {"run0", "run1"}
     assert manifest["averaged"] == "the uniform average of the 3 checkpoints' weights"
     assert LineRecogniser(tmp_path / "soup.onnx", threads=1).model_info.sha256 == manifest["sha256"]
+
+
+def test_checkpoints_whose_frozen_statistics_differ_are_not_averaged(tmp_path: Path) -> None:
+    from plate_ocr.errors import ModelError
+    from training.export_plate_recogniser import average_weights
+
+    net = load_net(ppocr_recogniser_path())
+    state = net.state_dict()
+    torch.save(state, tmp_path / "a.pt")
+    state["trunk.p2o/BatchNormalization/0.running_mean"] += 1.0
+    torch.save(state, tmp_path / "b.pt")
+    with pytest.raises(ModelError, match=r"BatchNormalization/0\.running_mean"):
+        average_weights(net, [tmp_path / "a.pt", tmp_path / "b.pt"])
