@@ -191,6 +191,16 @@ def test_the_shipped_recogniser_reads_the_same_through_pytorch(device: str) -> N
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+_SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (_SHARED / "train_darkplate" / "images").is_dir()
+    or not (_SHARED / "real_oid_unlabelled" / "images").is_dir(),
+    reason="the recipe trains on ../shared/data's DarkPlate and Open Images crops, which this "
+    "checkout lacks",
+)
 def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
     tmp_path: Path, run_recipe: Any
 ) -> None:
