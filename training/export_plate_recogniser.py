@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -110,26 +110,24 @@ def average_weights(net: PlateRecogniserNet, checkpoints: Sequence[Path]) -> Pla
 
     if not checkpoints:
         raise ValueError("no checkpoint to export")
-    averaged: AveragedModel | None = None
-    first: dict[str, torch.Tensor] = {}
-    for path in checkpoints:
+
+    def load(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=False)
         net.load_state_dict(state.get("net", state))
-        buffers = dict(net.named_buffers())
-        if averaged is None:  # a copy of the first, which the rest are averaged into
-            averaged = AveragedModel(net, device=torch.device("cpu"))
-            first = {name: b.clone() for name, b in buffers.items()}
-        differing = [name for name, b in buffers.items() if not torch.equal(b, first[name])]
+        return dict(net.named_buffers())
+
+    first = {name: b.clone() for name, b in load(checkpoints[0]).items()}
+    averaged = AveragedModel(net, device=torch.device("cpu"))  # a copy of the first
+    averaged.update_parameters(net)
+    for path in checkpoints[1:]:
+        differing = [n for n, b in load(path).items() if not torch.equal(b, first[n])]
         if differing:
             raise ModelError(
                 f"{path} differs from {checkpoints[0]} in {differing[0]} (a buffer, not a "
                 "trained weight): not fine-tunes of one frozen-statistics network, no average"
             )
         averaged.update_parameters(net)
-    module = averaged.module if averaged is not None else None
-    if not isinstance(module, type(net)):
-        raise TypeError(f"averaged a {type(module).__name__}, not a {type(net).__name__}")
-    return module
+    return cast("PlateRecogniserNet", averaged.module)
 
 
 def _settings(run: Path) -> dict[str, Any]:
