@@ -50,9 +50,9 @@ def export_checkpoint(
     import torch
 
     from training.fast_net import FastPlateNet, ProbsAndRow
+    from training.run import recorded_settings
 
-    settings_file = checkpoint.parent / "train_settings.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    settings = recorded_settings(checkpoint.parent)
     width = int(settings.get("width", 1))
     net = FastPlateNet(width=width)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)

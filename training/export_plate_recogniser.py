@@ -131,8 +131,9 @@ def average_weights(net: PlateRecogniserNet, checkpoints: Sequence[Path]) -> Pla
 
 
 def _settings(run: Path) -> dict[str, Any]:
-    settings_file = run / "train_settings.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    from training.run import recorded_settings
+
+    settings: dict[str, Any] = recorded_settings(run)
     if "source" in settings:  # a path on the training machine; the manifest names the file
         settings["source"] = Path(settings["source"]).name
     return settings

@@ -1,10 +1,10 @@
 """What every training command shares about its run: its command-line options for threads,
-workers, device, seed, logging, checkpoints and resuming; its starts recorded in OUT; its
-checkpoints and resuming from them; its seeded batch loader (`batch_loader`); its
-learning-rate schedule; the loop of steps (`run_steps`: schedule, logging, checkpoints,
-SIGTERM); and the refusal of the evaluation set as training data. Used by
-training.train_recogniser and training.train_fast, which bring their networks, data and one
-step's loss.
+workers, device, seed, logging, checkpoints and resuming; its starts recorded in OUT (and read
+back: `recorded_settings`); its checkpoints and resuming from them; its seeded batch loader
+(`batch_loader`); its learning-rate schedule; the loop of steps (`run_steps`: schedule,
+logging, checkpoints, SIGTERM); and the refusal of the evaluation set as training data. Used
+by training.train_recogniser and training.train_fast, which bring their networks, data and one
+step's loss, and by the exporters, which read the settings back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "batch_loader",
     "lr_factor",
     "record_start",
+    "recorded_settings",
     "refuse_evaluation_data",
     "resume",
     "run_steps",
@@ -93,6 +94,14 @@ def record_start(args: argparse.Namespace, out: Path, step: int) -> None:
     (out / "train_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     with open(out / "train_history.jsonl", "a", encoding="utf-8") as history:
         history.write(json.dumps({"start_step": step, **settings}) + "\n")
+
+
+def recorded_settings(out: Path) -> dict[str, str]:
+    """The settings `record_start` wrote for the run in `out` (its latest start); {} where none
+    were recorded."""
+    path = out / "train_settings.json"
+    settings: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    return settings
 
 
 def refuse_evaluation_data(*paths: Path | None) -> None:
