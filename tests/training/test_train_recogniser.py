@@ -105,6 +105,71 @@ def test_the_anchor_holds_a_fine_tune_near_its_starting_network(
     assert held < 0.5 * free, (held, free)
 
 
+def test_anchor_lines_hold_the_network_on_lines_ctc_never_sees(lines: list[LineSample]) -> None:
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    trained, kept = collate(lines[:2]), collate(lines[2:])
+    anchor = load_net(ppocr_recogniser_path()).eval().requires_grad_(False)
+
+    def distance_on_kept(anchor_batch: Any) -> float:
+        torch.manual_seed(0)
+        net = load_net(ppocr_recogniser_path()).train()
+        optimiser = torch.optim.AdamW(net.parameters(), lr=3e-4)
+        for _ in range(5):
+            train_step(
+                net,
+                optimiser,
+                trained,
+                device=device,
+                anchor=anchor,
+                anchor_weight=10.0,
+                anchor_batch=anchor_batch,
+            )
+        with torch.no_grad():
+            log_probs = net.eval()(kept[0]).log_softmax(-1)
+            return float(anchor_loss(log_probs, anchor, kept[0], kept[1]))
+
+    free, held = distance_on_kept(None), distance_on_kept(kept)
+    assert free > 0.0
+    assert held < 0.5 * free, (held, free)
+
+
+def test_a_run_draws_its_anchor_lines_apart_from_its_batch() -> None:
+    from training.train_recogniser import _batches
+
+    stream = _batches(
+        np.random.default_rng(0),
+        batch=3,
+        anchor_lines=2,
+        darkplate=None,
+        pseudo=None,
+        weights=(1.0, 0.0, 0.0),
+    )
+    batch, anchor_batch = next(stream)
+    assert batch[0].shape[0] == 3
+    assert anchor_batch is not None and anchor_batch[0].shape[0] == 2
+    assert (
+        next(
+            _batches(
+                np.random.default_rng(0),
+                batch=3,
+                anchor_lines=0,
+                darkplate=None,
+                pseudo=None,
+                weights=(1.0, 0.0, 0.0),
+            )
+        )[1]
+        is None
+    )
+
+
+def test_anchor_lines_need_an_anchor_weight() -> None:
+    from training.train_recogniser import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", "unused", "--anchor-lines", "4"])
+
+
 def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     out = tmp_path / "rec"
     common = ["--out", str(out), "--batch", "2", "--workers", "0", "--threads", "1"]
