@@ -155,12 +155,15 @@ def _source(source: Path) -> dict[str, Any]:
 
 def _data_used(settings: dict[str, Any]) -> list[str]:
     """The sources a run drew lines from: generated lines, and DarkPlate's and the
-    pseudo-labelled ones where the run was given them; a source at a share of 0 drew none."""
+    pseudo-labelled ones where the run was given them; a source at a share of 0 drew none,
+    except generated lines drawn for the anchor alone (--anchor-lines)."""
     used = []
     for name in DATA_SOURCES:
         given = name == "synthetic" or settings.get(name) not in (None, "None")
-        share = float(settings.get(f"{name}_share", 1.0))
-        if given and share > 0:
+        drawn = float(settings.get(f"{name}_share", 1.0)) > 0
+        if name == "synthetic" and int(settings.get("anchor_lines", 0)) > 0:
+            drawn = True
+        if given and drawn:
             used.append(name)
     return used
 

@@ -269,7 +269,14 @@ _SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
     tmp_path: Path, run_recipe: Any
 ) -> None:
-    done = run_recipe("gpu_recipe_recogniser.sh", SEEDS="0 1", STEPS="2", BATCH="2", SAVE_EVERY="1")
+    done = run_recipe(
+        "gpu_recipe_recogniser.sh",
+        SEEDS="0 1",
+        STEPS="2",
+        BATCH="2",
+        SAVE_EVERY="1",
+        ANCHOR_LINES="1",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
     out = tmp_path / "out"
@@ -285,8 +292,10 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
         settings = manifest["training"][f"seed{seed}"]
         assert (settings["train_backbone"], settings["seed"]) == ("True", str(seed))
         assert float(settings["synthetic_share"]) == 0.0
+        assert settings["anchor_lines"] == "1"
     assert manifest["source"]["file"] == "ppocrv4_plate_rec.onnx"
-    assert set(manifest["data"]) == {"darkplate", "pseudo"}
+    # CTC saw real lines alone; the anchor's generated lines are data too.
+    assert set(manifest["data"]) == {"synthetic", "darkplate", "pseudo"}
     reader = LineRecogniser(out / "plate_rec_soup.onnx", threads=1)
     assert reader.model_info.sha256 == manifest["sha256"]
     assert not list((tmp_path / "work").iterdir())  # the scratch is removed
