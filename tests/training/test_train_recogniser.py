@@ -137,37 +137,32 @@ def test_anchor_lines_hold_the_network_on_lines_ctc_never_sees(lines: list[LineS
 def test_a_run_draws_its_anchor_lines_apart_from_its_batch() -> None:
     from training.train_recogniser import _batches
 
-    stream = _batches(
-        np.random.default_rng(0),
-        batch=3,
-        anchor_lines=2,
-        darkplate=None,
-        pseudo=None,
-        weights=(1.0, 0.0, 0.0),
-    )
-    batch, anchor_batch = next(stream)
-    assert batch[0].shape[0] == 3
-    assert anchor_batch is not None and anchor_batch[0].shape[0] == 2
-    assert (
-        next(
+    def first(anchor_lines: int) -> Any:
+        rng = np.random.default_rng(0)
+        only_generated = (1.0, 0.0, 0.0)
+        return next(
             _batches(
-                np.random.default_rng(0),
+                rng,
                 batch=3,
-                anchor_lines=0,
+                anchor_lines=anchor_lines,
                 darkplate=None,
                 pseudo=None,
-                weights=(1.0, 0.0, 0.0),
+                weights=only_generated,
             )
-        )[1]
-        is None
-    )
+        )
+
+    batch, anchor_batch = first(2)
+    assert batch[0].shape[0] == 3
+    assert anchor_batch is not None and anchor_batch[0].shape[0] == 2
+    assert first(0)[1] is None
 
 
-def test_anchor_lines_need_an_anchor_weight() -> None:
+def test_anchor_lines_need_an_anchor_weight(capsys: pytest.CaptureFixture[str]) -> None:
     from training.train_recogniser import main
 
     with pytest.raises(SystemExit):
         main(["--out", "unused", "--anchor-lines", "4"])
+    assert "--anchor-lines needs --anchor-weight above 0" in capsys.readouterr().err
 
 
 def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
