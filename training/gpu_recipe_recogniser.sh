@@ -5,7 +5,8 @@
 # (training/labels/oid_line_labels.csv), half and half, with the anchor on; then every saved
 # checkpoint of every run averaged weight by weight into $OUT/plate_rec_soup.onnx with its
 # manifest (training.export_plate_recogniser). That is how the shipped recogniser was made on the
-# CPU (model card: "The backbone fine-tuned, averaged"), with more seeds in the soup.
+# CPU, four seeds from the file before it (model card: "A second round from the shipped
+# recogniser"); from the shipped file, the default SOURCE, it is a third round.
 #
 #   OUT=/tmp/out bash training/gpu_recipe_recogniser.sh
 #
