@@ -147,9 +147,7 @@ def _source(source: Path) -> dict[str, Any]:
     if own.is_file():
         described["manifest"] = json.loads(own.read_text())
     else:
-        described["model"] = (
-            "PP-OCRv4 rec (PaddleOCR, Apache-2.0), as rapidocr-onnxruntime ships it"
-        )
+        described["model"] = _PPOCR
     return described
 
 
@@ -160,9 +158,8 @@ def _data_used(settings: dict[str, Any]) -> list[str]:
     used = []
     for name in DATA_SOURCES:
         given = name == "synthetic" or settings.get(name) not in (None, "None")
-        drawn = float(settings.get(f"{name}_share", 1.0)) > 0
-        if name == "synthetic" and int(settings.get("anchor_lines", 0)) > 0:
-            drawn = True
+        for_anchor = name == "synthetic" and int(settings.get("anchor_lines", 0)) > 0
+        drawn = float(settings.get(f"{name}_share", 1.0)) > 0 or for_anchor
         if given and drawn:
             used.append(name)
     return used
