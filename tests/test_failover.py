@@ -145,15 +145,21 @@ def test_rq_info_follows_sentinel_with_the_readme_config_module(
     assert "rq-info" in done.stdout and "3, 0 executing" in done.stdout
 
 
-def test_a_sync_that_never_comes_up_is_reported_with_both_nodes_logs(shared_ha: RedisHA) -> None:
+def test_a_sync_that_never_comes_up_is_reported_with_every_nodes_role_and_log(
+    shared_ha: RedisHA,
+) -> None:
     primary = shared_ha.primary()
     replica = next(n for n in shared_ha.nodes if n is not primary)
     report = shared_ha._sync_report(replica, lines=200)
-    rejoining, _, rest = report.partition(f"primary :{primary.port} redis.log:")
-    assert rejoining.startswith(f"rejoining :{replica.port} redis.log:")
-    # each part carries its node's own log: the replica synced from the primary, which served it
-    assert "MASTER <-> REPLICA sync" in rejoining
-    assert "Synchronization with replica" in rest
+    head, *parts = report.split("\n:")
+    assert head == f"the Sentinels name :{primary.port} primary; :{replica.port} is rejoining"
+    by_port = {part.split(" ", 1)[0]: part for part in parts}
+    assert set(by_port) == {str(primary.port), str(replica.port)}
+    # each part carries its node's own role and log: the replica synced from the primary
+    assert by_port[str(replica.port)].startswith(f"{replica.port} says slave; redis.log:")
+    assert "MASTER <-> REPLICA sync" in by_port[str(replica.port)]
+    assert by_port[str(primary.port)].startswith(f"{primary.port} says master; redis.log:")
+    assert "Synchronization with replica" in by_port[str(primary.port)]
 
 
 def test_submit_gives_up_when_too_few_replicas_acknowledge(shared_ha: RedisHA) -> None:
