@@ -14,8 +14,9 @@ Then reads every plate with each reader (fused, detector, fast, and fused_fast: 
 located by the fast reader; with those corrections), fits a
 logistic model of "read exactly right" on the reading's features (reader.calibration), and
 prints, for each reader, the reliability table and precision at 50/70/80/90% coverage from 5-fold
-cross-validation: each plate's confidence then comes from a fit that did not see it, so the
-figures are honest about plates outside the set. The file written is the fit on all plates.
+cross-validation, repeated over ten random splits: each plate's confidence is the mean of its
+confidences from fits that did not see it, so the figures are honest about plates outside the
+set and do not hang on one split. The file written is the fit on all plates.
 """
 
 import argparse
@@ -58,6 +59,10 @@ __all__ = [
 ]
 
 _FOLDS = 5
+# Splits of the set into folds, averaged. One split alone moved the fused reader's precision at 80%
+# coverage by up to a quarter of a point: 98.8 to 99.1% over ten splits of the real dev set (as
+# audited, December 2026), 14 to 11 wrong readings among the 1 210 most confident.
+_REPEATS = 10
 # The class bias's L2 penalty, in boxes' worth of evidence. On the real dev set (2-fold, with the
 # presence model) the detector alone read 71.6% exactly without a bias, and 73.3 / 73.2 / 72.7 /
 # 72.2 / 71.9% at 1 / 3 / 10 / 30 / 100.
@@ -65,15 +70,23 @@ CLASS_BIAS_L2 = 3.0
 
 
 def cross_validated(
-    x: np.ndarray, y: np.ndarray, *, folds: int = _FOLDS, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = _FOLDS,
+    repeats: int = _REPEATS,
+    seed: int = 0,
 ) -> np.ndarray:
-    """Each plate's calibrated confidence from a fit on the other folds."""
-    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    """Each plate's calibrated confidence: the mean, over `repeats` random splits into `folds`
+    folds, of its confidence from the fit on the other folds (never a fit that saw it)."""
     out = np.zeros(len(y))
-    for k in range(folds):
-        weights, intercept = fit_logistic(x[fold != k].tolist(), y[fold != k].tolist())
-        out[fold == k] = 1.0 / (1.0 + np.exp(-(x[fold == k] @ np.asarray(weights) + intercept)))
-    return out
+    for repeat in range(repeats):
+        fold = np.random.default_rng(seed + repeat).permutation(len(y)) % folds
+        for k in range(folds):
+            weights, intercept = fit_logistic(x[fold != k].tolist(), y[fold != k].tolist())
+            z = x[fold == k] @ np.asarray(weights) + intercept
+            out[fold == k] += 1.0 / (1.0 + np.exp(-z))
+    return out / repeats
 
 
 def label_targets(label: str, read: str) -> npt.NDArray[np.intp]:

@@ -21,6 +21,15 @@ def test_cross_validated_confidences_order_plates_by_their_chance() -> None:
     assert y[p > 0.8].mean() > 0.75 > 0.25 > y[p < 0.2].mean()
 
 
+def test_repeated_cross_validation_is_the_mean_of_its_splits() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 2))
+    y = rng.random(200) < 1 / (1 + np.exp(-2 * x[:, 0]))
+    splits = [cross_validated(x, y, repeats=1, seed=s) for s in range(3)]
+    assert not np.allclose(splits[0], splits[1])  # the splits differ
+    np.testing.assert_allclose(cross_validated(x, y, repeats=3), np.mean(splits, axis=0))
+
+
 def test_calibrating_on_the_samples_writes_a_loadable_file(tmp_path: Path) -> None:
     out = tmp_path / "calibration.json"
     assert main([str(REPO / "plate_ocr" / "samples"), "--out", str(out)]) == 0
