@@ -133,10 +133,12 @@ def test_the_dev_set_is_refused_as_training_data(tmp_path: Path) -> None:
 def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
     tmp_path: Path, run_recipe: Any
 ) -> None:
-    done = run_recipe("gpu_recipe_fast.sh", COUNT="8", STEPS="2", BATCH="4")
+    teacher = "training/labels/oid_fast_labels_edd7ec89.csv"  # the DISTILLED knob, not the default
+    done = run_recipe("gpu_recipe_fast.sh", COUNT="8", STEPS="2", BATCH="4", DISTILLED=teacher)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
     out = tmp_path / "out"
+    assert json.loads((out / "train_settings.json").read_text())["distilled"] == teacher
     assert {p.name for p in out.iterdir()} == {
         "fast_plate_reader.onnx", "fast_plate_reader.onnx.json", "train_settings.json",
     }  # fmt: skip
