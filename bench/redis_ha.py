@@ -55,6 +55,16 @@ def _answers(port: int) -> bool:
         client.close()
 
 
+def _said_role(node: "DataNode") -> str:
+    """The node's role as its own INFO gives it, or why it gave none."""
+    if not node.alive:
+        return "dead"
+    try:
+        return node.role()
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        return f"not answering ({e})"
+
+
 class DataNode:
     """One redis-server (primary or replica) that can be SIGKILLed and restarted on its port."""
 
@@ -212,17 +222,18 @@ class RedisHA:
         alone, in 34 s)."""
         node.start(replica_of=self.primary().port)
         for attempt in range(_SYNC_ATTEMPTS):
+            if attempt:
+                with node.client() as c:
+                    c.replicaof("127.0.0.1", str(self._self_declared_primary(node).port))
             try:
                 wait_for(lambda: self._in_sync(node), timeout_s=_SYNC_RETRY_S, what="sync")
                 return
             except AssertionError:
-                if attempt == _SYNC_ATTEMPTS - 1:
-                    raise AssertionError(
-                        f"node :{node.port} not in sync after {_SYNC_ATTEMPTS} tries of "
-                        f"{_SYNC_RETRY_S} s\n{self._sync_report(node)}"
-                    ) from None
-            with node.client() as c:
-                c.replicaof("127.0.0.1", str(self._self_declared_primary(node).port))
+                continue
+        raise AssertionError(
+            f"node :{node.port} not in sync after {_SYNC_ATTEMPTS} tries of {_SYNC_RETRY_S} s\n"
+            f"{self._sync_report(node)}"
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -268,15 +279,9 @@ class RedisHA:
         )
 
     def _self_declared_primary(self, rejoining: DataNode) -> DataNode:
-        """The live node, other than `rejoining`, whose INFO says role:master (else Sentinel's)."""
-        for each in self.nodes:
-            if each is not rejoining and each.alive:
-                try:
-                    if each.role() == "master":
-                        return each
-                except (redis.ConnectionError, redis.TimeoutError):
-                    continue
-        return self.primary()
+        """The node, other than `rejoining`, whose INFO says role:master (else Sentinel's)."""
+        others = (each for each in self.nodes if each is not rejoining)
+        return next((each for each in others if _said_role(each) == "master"), self.primary())
 
     def _sync_report(self, node: DataNode, lines: int = 15) -> str:
         """Every data node's role as it says it, the Sentinels' primary, and each log's tail."""
@@ -286,13 +291,9 @@ class RedisHA:
             named = f"unknown ({e})"
         parts = [f"the Sentinels name :{named} primary; :{node.port} is rejoining"]
         for each in self.nodes:
-            try:
-                role = each.role() if each.alive else "dead"
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                role = f"not answering ({e})"
             log = each.dir / "redis.log"
             tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
-            parts.append(f":{each.port} says {role}; redis.log:\n" + "\n".join(tail))
+            parts.append(f":{each.port} says {_said_role(each)}; redis.log:\n" + "\n".join(tail))
         return "\n".join(parts)
 
     @staticmethod
