@@ -16,6 +16,10 @@ two Gs in a row merge less under CTC: the recogniser alone went from 87.0% to 89
 padded with zeros to at least 192 px (the whole fused reader, exact match: no padding 90.9%,
 192 px 91.4%, 224 px 91.3%, 320 px as RapidOCR pads 91.2%, at two thirds of 320's compute).
 Lines of one padded width run together, so no line is padded more than it would be alone.
+
+A fine-tune may read lines at a smaller height (`training.train_recogniser --line-height`: the
+network's cost falls with the square of it): it says so in its ONNX metadata (`line_height`),
+and the width and the padding scale with it.
 """
 
 import logging
@@ -40,6 +44,8 @@ log = logging.getLogger("plate_ocr.reader.recogniser")
 
 __all__ = [
     "BLANK",
+    "LINE_HEIGHT",
+    "LINE_HEIGHTS",
     "MAX_BATCH",
     "OTHER",
     "LineRead",
@@ -53,9 +59,13 @@ __all__ = [
     "resized_width",
 ]
 
-LINE_HEIGHT: Final = 48  # the network's input height
+LINE_HEIGHT: Final = 48  # PP-OCR's input height, and a model's without `line_height` metadata
+# Heights the graph reads: its backbone halves the height four times (padded), and its last pool
+# takes three rows, so from 33 to 48 px the features are three rows high; below, two, and the
+# pool fails on them in PyTorch.
+LINE_HEIGHTS: Final = range(33, 49)
 STRETCH: Final = 1.5
-MIN_WIDTH: Final = 192
+MIN_WIDTH_HEIGHTS: Final = 4  # padded to at least 4 line heights: 192 px at 48
 MAX_WIDTH: Final = 1600  # a line wider than 33:1 after stretching is not a plate serial
 # Lines per network call. Larger batches run slower per line on the CPU (the activations of a
 # 48x320 line outgrow the caches): see bench/readers.py.
@@ -223,6 +233,7 @@ class LineRecogniser:
             self._run = self._run_session
             metadata = self._session.get_modelmeta().custom_metadata_map
         fold = _fold_alphabet(metadata)
+        self.line_height = _line_height(metadata, path)
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
         self._symbols = np.flatnonzero(fold.any(axis=1))
         self._fold = np.ascontiguousarray(fold[self._symbols])
@@ -245,7 +256,9 @@ class LineRecogniser:
         on its threads, side by side (an ONNX Runtime session may run concurrently; each call
         uses the session's own intra-op threads).
         """
-        prepared = [line_tensor(image[y1:y2, x1:x2]) for image, (x1, y1, x2, y2) in lines]
+        prepared = [
+            line_tensor(image[y1:y2, x1:x2], self.line_height) for image, (x1, y1, x2, y2) in lines
+        ]
         by_width: dict[int, list[int]] = {}
         for i, (tensor, _) in enumerate(prepared):
             by_width.setdefault(tensor.shape[-1], []).append(i)
@@ -285,20 +298,36 @@ class LineRecogniser:
         return folded
 
 
-def resized_width(height: int, width: int) -> int:
-    stretched = math.ceil(LINE_HEIGHT * width / max(height, 1) * STRETCH)
+def resized_width(height: int, width: int, line_height: int = LINE_HEIGHT) -> int:
+    stretched = math.ceil(line_height * width / max(height, 1) * STRETCH)
     return min(max(stretched, _WIDTH_STEP), MAX_WIDTH)
 
 
-def line_tensor(line: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int]:
-    """(3, 48, W) in -1..1, zero-padded on the right to >= MIN_WIDTH; and the unpadded width."""
+def line_tensor(
+    line: npt.NDArray[np.uint8], line_height: int = LINE_HEIGHT
+) -> tuple[npt.NDArray[np.float32], int]:
+    """(3, line_height, W) in -1..1, zero-padded on the right to at least MIN_WIDTH_HEIGHTS
+    line heights; and the unpadded width."""
     height, width = line.shape[:2]
-    resized_w = resized_width(height, width)
-    resized = cv2.resize(line, (resized_w, LINE_HEIGHT), interpolation=cv2.INTER_LINEAR)
-    padded_w = max(MIN_WIDTH, -(-resized_w // _WIDTH_STEP) * _WIDTH_STEP)
-    tensor = np.zeros((3, LINE_HEIGHT, padded_w), np.float32)
+    resized_w = resized_width(height, width, line_height)
+    resized = cv2.resize(line, (resized_w, line_height), interpolation=cv2.INTER_LINEAR)
+    padded_w = max(MIN_WIDTH_HEIGHTS * line_height, -(-resized_w // _WIDTH_STEP) * _WIDTH_STEP)
+    tensor = np.zeros((3, line_height, padded_w), np.float32)
     tensor[:, :, :resized_w] = resized.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
     return tensor, resized_w
+
+
+def _line_height(metadata: dict[str, Any], path: Path) -> int:
+    """The height the model reads lines at: its `line_height` metadata, else PP-OCR's 48."""
+    declared = metadata.get("line_height")
+    if declared is None:
+        return LINE_HEIGHT
+    if not declared.isdigit() or int(declared) not in LINE_HEIGHTS:
+        raise ModelError(
+            f"{path.name} declares line_height {declared!r}: this graph reads lines of "
+            f"{LINE_HEIGHTS.start}-{LINE_HEIGHTS.stop - 1} px"
+        )
+    return int(declared)
 
 
 def _fold_alphabet(metadata: dict[str, Any]) -> npt.NDArray[np.float32]:

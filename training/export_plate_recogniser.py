@@ -27,7 +27,7 @@ import numpy as np
 
 from plate_ocr.errors import ModelError
 from reader.bundle import file_sha256
-from reader.recogniser import ppocr_recogniser_path
+from reader.recogniser import LINE_HEIGHT, ppocr_recogniser_path
 
 if TYPE_CHECKING:
     from training.recogniser_net import PlateRecogniserNet
@@ -65,14 +65,16 @@ def export_checkpoint(
     net = average_weights(load_net(source), paths).eval()
     runs = {p.parent.name: _settings(p.parent) for p in paths}
     names = [f"{p.parent.name}/{p.name}" for p in paths]
+    line_height = _line_height(runs)
     export_onnx(
         net,
         source,
         out,
         source_sha256=file_sha256(source),
         checkpoint=", ".join(names),
+        line_height=str(line_height),
     )
-    lines = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 256)).astype(np.float32)
+    lines = np.random.default_rng(0).uniform(-1, 1, (2, 3, line_height, 256)).astype(np.float32)
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(lines)), -1).numpy()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -137,6 +139,14 @@ def _settings(run: Path) -> dict[str, Any]:
     if "source" in settings:  # a path on the training machine; the manifest names the file
         settings["source"] = Path(settings["source"]).name
     return settings
+
+
+def _line_height(runs: dict[str, dict[str, Any]]) -> int:
+    """The line height the runs trained at (a run recorded before the option trained at 48)."""
+    heights = {int(settings.get("line_height", LINE_HEIGHT)) for settings in runs.values()}
+    if len(heights) > 1:
+        raise ModelError(f"the runs trained at different line heights {sorted(heights)}: no soup")
+    return heights.pop()
 
 
 def _source(source: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     python -m training.train_recogniser --out runs/rec [--steps 3000 --batch 32]
         [--darkplate ../shared/data/train_darkplate] [--pseudo runs/oid_line_labels.csv]
         [--threads 2 --workers 1 --device cpu] [--anchor-weight 0 [--anchor-lines 0]]
-        [--resume]
+        [--line-height 48] [--resume]
 
 Starts from PP-OCRv4's recogniser as bundled (training.recogniser_net: the network in PyTorch,
 a 37-way CTC head from the original classifier's rows) or, with --resume, from OUT/last.pt (weights,
@@ -37,7 +37,13 @@ import numpy as np
 import torch
 
 from plate_ocr.constants import CLASS_NAMES
-from reader.recogniser import line_tensor, ppocr_recogniser_path, resized_width
+from reader.recogniser import (
+    LINE_HEIGHT,
+    LINE_HEIGHTS,
+    line_tensor,
+    ppocr_recogniser_path,
+    resized_width,
+)
 from training.line_data import (
     LineSample,
     RealLines,
@@ -73,9 +79,9 @@ _INDEX: Final = {c: i + 1 for i, c in enumerate(CLASS_NAMES)}  # 0 is the CTC bl
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def collate(samples: Sequence[LineSample]) -> Batch:
+def collate(samples: Sequence[LineSample], line_height: int = LINE_HEIGHT) -> Batch:
     """Lines, their valid CTC steps, the concatenated targets and their lengths."""
-    prepared = [line_tensor(s.line) for s in samples]
+    prepared = [line_tensor(s.line, line_height) for s in samples]
     width = max(t.shape[-1] for t, _ in prepared)
     lines = np.zeros((len(prepared), 3, prepared[0][0].shape[1], width), np.float32)
     for i, (tensor, _) in enumerate(prepared):
@@ -90,15 +96,16 @@ def collate(samples: Sequence[LineSample]) -> Batch:
     )
 
 
-def _fill(stream: Iterator[LineSample], count: int) -> Batch:
+def _fill(stream: Iterator[LineSample], count: int, line_height: int) -> Batch:
     samples: list[LineSample] = []
     while len(samples) < count:
         sample = next(stream)
-        width = resized_width(*sample.line.shape[:2])
+        height, width = sample.line.shape[:2]
+        width = resized_width(height, width, line_height)
         # CTC needs a step per character, and one between repeats.
         if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
             samples.append(sample)
-    return collate(samples)
+    return collate(samples, line_height)
 
 
 def _batches(
@@ -106,6 +113,7 @@ def _batches(
     *,
     batch: int,
     anchor_lines: int,
+    line_height: int,
     darkplate: RealLines | None,
     pseudo: RealLines | None,
     weights: tuple[float, float, float],
@@ -119,8 +127,8 @@ def _batches(
     )
     while True:
         yield (
-            _fill(stream, batch),
-            _fill(generated, anchor_lines) if generated is not None else None,
+            _fill(stream, batch, line_height),
+            _fill(generated, anchor_lines, line_height) if generated is not None else None,
         )
 
 
@@ -219,6 +227,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             _batches,
             batch=args.batch,
             anchor_lines=args.anchor_lines,
+            line_height=args.line_height,
             darkplate=darkplate,
             pseudo=pseudo,
             weights=weights,
@@ -282,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="generated lines a step on which only the anchor acts (needs --anchor-weight)",
     )
+    # The network's cost falls with the square of the line height; the exported model declares
+    # it (reader.recogniser.LINE_HEIGHTS: the heights this graph reads).
+    p.add_argument("--line-height", type=int, default=LINE_HEIGHT)
     add_run_options(p, log_every=10, save_every=100)
     p.add_argument(
         "--train-backbone",
@@ -296,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.anchor_lines and args.anchor_weight <= 0:
         p.error("--anchor-lines needs --anchor-weight above 0")
+    if args.line_height not in LINE_HEIGHTS:
+        p.error(f"--line-height: {LINE_HEIGHTS.start} to {LINE_HEIGHTS.stop - 1} px")
     refuse_evaluation_data(args.darkplate, args.pseudo)
     train(args)
     return 0

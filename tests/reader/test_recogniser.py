@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from plate_ocr.errors import ModelError
-from reader.recogniser import BLANK, OTHER, LineRecogniser
+from reader.recogniser import BLANK, OTHER, LineRecogniser, ppocr_recogniser_path
 
 
 def _line(text: str, *, scale: float = 2.0) -> np.ndarray:
@@ -70,6 +70,23 @@ def test_a_batch_reads_as_each_line_alone(recogniser: LineRecogniser) -> None:
 def test_a_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no recogniser model"):
         LineRecogniser(tmp_path / "nothing.onnx")
+
+
+def test_a_model_declaring_a_line_height_outside_the_graphs_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(ppocr_recogniser_path()))
+    props = {p.key: p.value for p in model.metadata_props} | {"line_height": "32"}
+    helper.set_model_props(model, props)
+    path = tmp_path / "low.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match="declares line_height '32'"):
+        LineRecogniser(path)
+
+
+def test_a_model_without_a_line_height_reads_at_pp_ocrs_48(recogniser: LineRecogniser) -> None:
+    assert recogniser.line_height == 48
 
 
 def test_the_recogniser_runs_on_the_readers_gpu_when_onnxruntime_can(

@@ -5,6 +5,7 @@ the reader, and the GPU recipe runs end to end at tiny sizes."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx2torch")
 ort = pytest.importorskip("onnxruntime")
 
+from plate_ocr.errors import ModelError  # noqa: E402
 from reader.recogniser import LineRecogniser, ppocr_recogniser_path  # noqa: E402
 from training.line_data import LineSample, synthetic_line  # noqa: E402
 from training.recogniser_net import NUM_CLASSES, load_net  # noqa: E402
@@ -145,6 +147,7 @@ def test_a_run_draws_its_anchor_lines_apart_from_its_batch() -> None:
                 rng,
                 batch=3,
                 anchor_lines=anchor_lines,
+                line_height=48,
                 darkplate=None,
                 pseudo=None,
                 weights=only_generated,
@@ -205,6 +208,46 @@ def test_a_run_resumes_from_its_checkpoint_and_exports(tmp_path: Path) -> None:
     plate = PlateReader.from_settings(settings)
     info = plate.recogniser_info
     assert info is not None and (info.name, info.sha256) == ("plate_rec", manifest["sha256"])
+
+
+def test_a_run_at_a_smaller_line_height_exports_a_model_that_reads_at_it(tmp_path: Path) -> None:
+    out = tmp_path / "rec36"
+    args = ["--out", str(out), "--batch", "2", "--workers", "0", "--threads", "1"]
+    train(parser().parse_args([*args, "--steps", "1", "--save-every", "1", "--line-height", "36"]))
+    batch = collate([synthetic_line(np.random.default_rng(5))], 36)
+    assert batch[0].shape[2] == 36 and batch[0].shape[3] >= 4 * 36
+
+    from training.export_plate_recogniser import export_checkpoint
+
+    onnx_path = tmp_path / "rec36.onnx"
+    export_checkpoint(out / "step_000001.pt", onnx_path, source=ppocr_recogniser_path())
+    reader = LineRecogniser(onnx_path, threads=1)
+    assert reader.line_height == 36
+    line = synthetic_line(np.random.default_rng(3)).line
+    (read,) = reader.read_lines(line, [(0, 0, line.shape[1], line.shape[0])])
+    # one CTC step per 8 px of the line resized to 36 px high and stretched 1.5x
+    expected_w = math.ceil(36 * line.shape[1] / line.shape[0] * 1.5)
+    assert len(read.probs) == math.ceil(expected_w / 8)
+
+    # Runs at different heights are not one network's fine-tunes to average.
+    train(parser().parse_args([*args, "--out", str(tmp_path / "rec48"), "--steps", "1"]))
+    with pytest.raises(ModelError, match="different line heights"):
+        export_checkpoint(
+            [out / "step_000001.pt", tmp_path / "rec48" / "step_000001.pt"],
+            tmp_path / "mixed.onnx",
+            source=ppocr_recogniser_path(),
+        )
+
+
+@pytest.mark.parametrize("height", ["32", "49"])
+def test_a_line_height_the_graph_cannot_read_is_refused(
+    height: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.train_recogniser import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", "unused", "--line-height", height])
+    assert "--line-height: 33 to 48 px" in capsys.readouterr().err
 
 
 def test_sigterm_stops_a_run_with_a_checkpoint(tmp_path: Path) -> None:
