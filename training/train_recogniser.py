@@ -76,27 +76,42 @@ MAX_TRAIN_WIDTH: Final = 480  # 10 steps a character for 7 characters, and then 
 _STEP_PX: Final = 8
 _INDEX: Final = {c: i + 1 for i, c in enumerate(CLASS_NAMES)}  # 0 is the CTC blank
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# Lines, their valid CTC steps, the concatenated targets, their lengths, and the same lines at
+# the anchor network's height (the very tensor where the heights are the same).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def collate(samples: Sequence[LineSample], line_height: int = LINE_HEIGHT) -> Batch:
-    """Lines, their valid CTC steps, the concatenated targets and their lengths."""
-    prepared = [line_tensor(s.line, line_height) for s in samples]
-    width = max(t.shape[-1] for t, _ in prepared)
-    lines = np.zeros((len(prepared), 3, prepared[0][0].shape[1], width), np.float32)
-    for i, (tensor, _) in enumerate(prepared):
-        lines[i, :, :, : tensor.shape[-1]] = tensor
-    steps = [max(math.ceil(w / _STEP_PX), 1) for _, w in prepared]
+def collate(
+    samples: Sequence[LineSample], line_height: int = LINE_HEIGHT, anchor_height: int | None = None
+) -> Batch:
+    """The batch of `samples` at `line_height`, its anchor's lines at `anchor_height`."""
+    lines, steps = _lines(samples, line_height)
     targets = [_INDEX[c] for s in samples for c in s.text]
     return (
-        torch.from_numpy(lines),
-        torch.tensor(steps, dtype=torch.long),
+        lines,
+        steps,
         torch.tensor(targets, dtype=torch.long),
         torch.tensor([len(s.text) for s in samples], dtype=torch.long),
+        lines
+        if anchor_height in (None, line_height)
+        else _lines(samples, anchor_height or line_height)[0],
     )
 
 
-def _fill(stream: Iterator[LineSample], count: int, line_height: int) -> Batch:
+def _lines(samples: Sequence[LineSample], line_height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lines padded on the right to the widest, and their valid CTC steps."""
+    prepared = [line_tensor(s.line, line_height) for s in samples]
+    width = max(t.shape[-1] for t, _ in prepared)
+    lines = np.zeros((len(prepared), 3, line_height, width), np.float32)
+    for i, (tensor, _) in enumerate(prepared):
+        lines[i, :, :, : tensor.shape[-1]] = tensor
+    steps = [max(math.ceil(w / _STEP_PX), 1) for _, w in prepared]
+    return torch.from_numpy(lines), torch.tensor(steps, dtype=torch.long)
+
+
+def _fill(
+    stream: Iterator[LineSample], count: int, line_height: int, anchor_height: int | None
+) -> Batch:
     samples: list[LineSample] = []
     while len(samples) < count:
         sample = next(stream)
@@ -105,7 +120,7 @@ def _fill(stream: Iterator[LineSample], count: int, line_height: int) -> Batch:
         # CTC needs a step per character, and one between repeats.
         if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
             samples.append(sample)
-    return collate(samples, line_height)
+    return collate(samples, line_height, anchor_height)
 
 
 def _batches(
@@ -114,6 +129,7 @@ def _batches(
     batch: int,
     anchor_lines: int,
     line_height: int,
+    anchor_height: int | None = None,
     darkplate: RealLines | None,
     pseudo: RealLines | None,
     weights: tuple[float, float, float],
@@ -127,8 +143,10 @@ def _batches(
     )
     while True:
         yield (
-            _fill(stream, batch, line_height),
-            _fill(generated, anchor_lines, line_height) if generated is not None else None,
+            _fill(stream, batch, line_height, anchor_height),
+            _fill(generated, anchor_lines, line_height, anchor_height)
+            if generated is not None
+            else None,
         )
 
 
@@ -138,7 +156,7 @@ def ctc_loss(net: PlateRecogniserNet, batch: Batch, *, device: torch.device) -> 
 
 
 def _ctc(log_probs: torch.Tensor, batch: Batch, *, device: torch.device) -> torch.Tensor:
-    _, steps, targets, lengths = batch
+    _, steps, targets, lengths, _ = batch
     loss: torch.Tensor = torch.nn.functional.ctc_loss(
         log_probs.transpose(0, 1),  # (T, N, C)
         targets.to(device),
@@ -155,9 +173,17 @@ def anchor_loss(
 ) -> torch.Tensor:
     """KL(anchor || the network whose `log_probs` these are) per CTC step, averaged over the
     lines' valid `steps`: how far the fine-tune has moved from what the anchor network (the
-    starting point, frozen) reads on the same `lines` (already on the networks' device)."""
+    starting point, frozen) reads on the same lines (`lines`, at the anchor's own height,
+    already on the networks' device). An anchor reading taller lines has more steps: its
+    distributions are resampled along the line onto the fine-tune's steps (a student at a
+    smaller line height learns from its teacher's reading of the full-height line)."""
     with torch.no_grad():
         target = anchor(lines).log_softmax(-1)
+        if target.shape[1] != log_probs.shape[1]:
+            resampled = torch.nn.functional.interpolate(
+                target.exp().transpose(1, 2), size=log_probs.shape[1], mode="linear"
+            ).transpose(1, 2)
+            target = (resampled / resampled.sum(-1, keepdim=True)).clamp_min(1e-12).log()
     per_step = (target.exp() * (target - log_probs)).sum(-1)  # (N, T)
     valid = torch.arange(per_step.shape[1], device=lines.device)[None, :] < steps[:, None]
     mean: torch.Tensor = (per_step * valid).sum() / valid.sum().clamp_min(1)
@@ -182,16 +208,25 @@ def train_step(
     loss = _ctc(log_probs, batch, device=device)
     if anchor is not None and anchor_weight > 0:
         steps = batch[1].to(device)
-        loss = loss + anchor_weight * anchor_loss(log_probs, anchor, lines, steps)
+        loss = loss + anchor_weight * anchor_loss(
+            log_probs, anchor, _anchors(batch, device, lines), steps
+        )
         if anchor_batch is not None:
             held, held_steps = anchor_batch[0].to(device), anchor_batch[1].to(device)
             held_log_probs = net(held).log_softmax(-1)
-            loss = loss + anchor_weight * anchor_loss(held_log_probs, anchor, held, held_steps)
+            loss = loss + anchor_weight * anchor_loss(
+                held_log_probs, anchor, _anchors(anchor_batch, device, held), held_steps
+            )
     optimiser.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
     optimiser.step()
     return float(loss.detach())
+
+
+def _anchors(batch: Batch, device: torch.device, lines: torch.Tensor) -> torch.Tensor:
+    """The batch's lines at the anchor's height: `lines` (on the device) where they are those."""
+    return lines if batch[4] is batch[0] else batch[4].to(device)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,6 +263,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             batch=args.batch,
             anchor_lines=args.anchor_lines,
             line_height=args.line_height,
+            anchor_height=anchor.line_height if anchor is not None else None,
             darkplate=darkplate,
             pseudo=pseudo,
             weights=weights,
