@@ -175,19 +175,29 @@ def anchor_loss(
     lines' valid `steps`: how far the fine-tune has moved from what the anchor network (the
     starting point, frozen) reads on the same lines (`lines`, at the anchor's own height,
     already on the networks' device). An anchor reading taller lines has more steps: its
-    distributions are resampled along the line onto the fine-tune's steps (a student at a
-    smaller line height learns from its teacher's reading of the full-height line)."""
+    distributions are pooled along the line onto the fine-tune's steps (`_pooled`: a student
+    at a smaller line height learns from its teacher's reading of the full-height line)."""
     with torch.no_grad():
         target = anchor(lines).log_softmax(-1)
         if target.shape[1] != log_probs.shape[1]:
-            resampled = torch.nn.functional.interpolate(
-                target.exp().transpose(1, 2), size=log_probs.shape[1], mode="linear"
-            ).transpose(1, 2)
-            target = (resampled / resampled.sum(-1, keepdim=True)).clamp_min(1e-12).log()
+            target = _pooled(target.exp(), log_probs.shape[1]).clamp_min(1e-12).log()
     per_step = (target.exp() * (target - log_probs)).sum(-1)  # (N, T)
     valid = torch.arange(per_step.shape[1], device=lines.device)[None, :] < steps[:, None]
     mean: torch.Tensor = (per_step * valid).sum() / valid.sum().clamp_min(1)
     return mean
+
+
+def _pooled(probs: torch.Tensor, steps: int) -> torch.Tensor:
+    """(N, T, C) CTC distributions onto `steps` < T steps, each from the steps it spans: a
+    class's most, the blank's least, renormalised. CTC's spikes are one step wide, so spread
+    linearly between two steps a character fell under the blank in both (the fused reader read
+    81.8% of the dev set after such a distillation, against 91.6% before it); at its most it
+    stays, and a spike pooled into two neighbouring steps still collapses into one character."""
+    by_class = probs.transpose(1, 2)  # (N, C, T)
+    pool = torch.nn.functional.adaptive_max_pool1d
+    pooled = torch.cat([-pool(-by_class[:, :1], steps), pool(by_class[:, 1:], steps)], dim=1)
+    pooled = pooled / pooled.sum(1, keepdim=True)
+    return pooled.transpose(1, 2)
 
 
 def train_step(
