@@ -86,15 +86,16 @@ def collate(
 ) -> Batch:
     """The batch of `samples` at `line_height`, its anchor's lines at `anchor_height`."""
     lines, steps = _lines(samples, line_height)
+    anchors = lines
+    if anchor_height is not None and anchor_height != line_height:
+        anchors = _lines(samples, anchor_height)[0]
     targets = [_INDEX[c] for s in samples for c in s.text]
     return (
         lines,
         steps,
         torch.tensor(targets, dtype=torch.long),
         torch.tensor([len(s.text) for s in samples], dtype=torch.long),
-        lines
-        if anchor_height in (None, line_height)
-        else _lines(samples, anchor_height or line_height)[0],
+        anchors,
     )
 
 
@@ -116,9 +117,9 @@ def _fill(
     while len(samples) < count:
         sample = next(stream)
         height, width = sample.line.shape[:2]
-        width = resized_width(height, width, line_height)
+        resized = resized_width(height, width, line_height)
         # CTC needs a step per character, and one between repeats.
-        if width <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= width // _STEP_PX:
+        if resized <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= resized // _STEP_PX:
             samples.append(sample)
     return collate(samples, line_height, anchor_height)
 
