@@ -16,7 +16,9 @@
 # character edits more: model card), SYNTHETIC_SHARE (0: generated lines drew New
 # York's 2 towards Z in every CPU run; the rest is DarkPlate's and the pseudo-labelled lines, half
 # and half), SOURCE (the ONNX to start from, default the shipped
-# reader/models/ppocr/ppocrv4_plate_rec.onnx), DEVICE (cuda), WORKERS (CPU processes drawing
+# reader/models/ppocr/ppocrv4_plate_rec.onnx), LINE_HEIGHT (48: a smaller one, 33-47, makes a
+# cheaper student that learns from the source's reading of the full-height line through the
+# anchor; model card, "A smaller line height"), DEVICE (cuda), WORKERS (CPU processes drawing
 # batches: the machine's cores), DARKPLATE (shared/data/train_darkplate, from the checkout's
 # shared/ or the one beside it; missing stops the recipe), WORK (scratch for the runs'
 # checkpoints, removed at the end; default $TMPDIR or /tmp), WHEELS (a folder of wheels to
@@ -37,6 +39,7 @@ ANCHOR=${ANCHOR:-1.0}
 ANCHOR_LINES=${ANCHOR_LINES:-0}
 SYNTHETIC_SHARE=${SYNTHETIC_SHARE:-0}
 SOURCE=${SOURCE:-reader/models/ppocr/ppocrv4_plate_rec.onnx}
+LINE_HEIGHT=${LINE_HEIGHT:-48}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-$(nproc)}
 WHEELS=${WHEELS:-.whl}
@@ -54,6 +57,7 @@ for seed in $SEEDS; do
     --synthetic-share "$SYNTHETIC_SHARE" --darkplate-share "$real_share" \
     --pseudo-share "$real_share" --anchor-weight "$ANCHOR" --anchor-lines "$ANCHOR_LINES" \
     --lr "$LR" --steps "$STEPS" --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --seed "$seed" \
+    --line-height "$LINE_HEIGHT" \
     --log-every 50 --save-every "$SAVE_EVERY" 2>&1 | tail -n 2
   echo "recipe: seed $seed trained after $(( $(date +%s) - started )) s"
 done

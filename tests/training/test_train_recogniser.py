@@ -358,6 +358,7 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
         BATCH="2",
         SAVE_EVERY="1",
         ANCHOR_LINES="1",
+        LINE_HEIGHT="36",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recipe: done" in done.stdout
@@ -374,12 +375,12 @@ def test_the_gpu_recipe_runs_end_to_end_at_tiny_sizes_on_the_cpu(
         settings = manifest["training"][f"seed{seed}"]
         assert (settings["train_backbone"], settings["seed"]) == ("True", str(seed))
         assert float(settings["synthetic_share"]) == 0.0
-        assert settings["anchor_lines"] == "1"
+        assert (settings["anchor_lines"], settings["line_height"]) == ("1", "36")
     assert manifest["source"]["file"] == "ppocrv4_plate_rec.onnx"
     # CTC saw real lines alone; the anchor's generated lines are data too.
     assert set(manifest["data"]) == {"synthetic", "darkplate", "pseudo"}
     reader = LineRecogniser(out / "plate_rec_soup.onnx", threads=1)
-    assert reader.model_info.sha256 == manifest["sha256"]
+    assert (reader.model_info.sha256, reader.line_height) == (manifest["sha256"], 36)
     assert not list((tmp_path / "work").iterdir())  # the scratch is removed
 
 
