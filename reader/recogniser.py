@@ -54,7 +54,6 @@ __all__ = [
     "Runtime",
     "bundled_recogniser_path",
     "choose_runtime",
-    "declared_line_height",
     "line_tensor",
     "ppocr_recogniser_path",
     "resized_width",
@@ -234,7 +233,7 @@ class LineRecogniser:
             self._run = self._run_session
             metadata = self._session.get_modelmeta().custom_metadata_map
         fold = _fold_alphabet(metadata)
-        self.line_height = declared_line_height(metadata, path)
+        self.line_height = _line_height(metadata, path)
         # Only ~62 of the 6 625 symbols are ours: gather them, then fold that small matrix.
         self._symbols = np.flatnonzero(fold.any(axis=1))
         self._fold = np.ascontiguousarray(fold[self._symbols])
@@ -318,7 +317,7 @@ def line_tensor(
     return tensor, resized_w
 
 
-def declared_line_height(metadata: dict[str, str], path: Path) -> int:
+def _line_height(metadata: dict[str, Any], path: Path) -> int:
     """The height the model reads lines at: its `line_height` metadata, else PP-OCR's 48."""
     declared = metadata.get("line_height")
     if declared is None:

@@ -16,9 +16,9 @@
 # character edits more: model card), SYNTHETIC_SHARE (0: generated lines drew New
 # York's 2 towards Z in every CPU run; the rest is DarkPlate's and the pseudo-labelled lines, half
 # and half), SOURCE (the ONNX to start from, default the shipped
-# reader/models/ppocr/ppocrv4_plate_rec.onnx), LINE_HEIGHT (48: a smaller one, 33-47, makes a
-# cheaper student that learns from the source's reading of the full-height line through the
-# anchor; model card, "A smaller line height"), DEVICE (cuda), WORKERS (CPU processes drawing
+# reader/models/ppocr/ppocrv4_plate_rec.onnx), LINE_HEIGHT (48; 33-47 make a cheaper
+# recogniser, which on the CPU read less than the source at that height untrained: model card,
+# "A smaller line height"), DEVICE (cuda), WORKERS (CPU processes drawing
 # batches: the machine's cores), DARKPLATE (shared/data/train_darkplate, from the checkout's
 # shared/ or the one beside it; missing stops the recipe), WORK (scratch for the runs'
 # checkpoints, removed at the end; default $TMPDIR or /tmp), WHEELS (a folder of wheels to

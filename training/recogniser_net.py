@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from plate_ocr.constants import CLASS_NAMES
-from reader.recogniser import declared_line_height
 from reader.torch_recogniser import with_initializers
 
 __all__ = ["NUM_CLASSES", "PlateRecogniserNet", "export_onnx", "freeze_backbone", "load_net"]
@@ -63,17 +62,13 @@ def _symbols(model: Any) -> list[str]:
 
 
 class PlateRecogniserNet(nn.Module):
-    """(N, 3, H, W) lines in -1..1 -> (N, W / 8, 37) CTC logits (blank first); H is the
-    line height its source reads at (`line_height`), 48 for PP-OCR's."""
+    """(N, 3, 48, W) lines in -1..1 -> (N, W / 8, 37) CTC logits (blank first)."""
 
-    def __init__(
-        self, trunk: nn.Module, head: nn.Linear, names: dict[str, str], line_height: int
-    ) -> None:
+    def __init__(self, trunk: nn.Module, head: nn.Linear, names: dict[str, str]) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = head
         self.onnx_names = names  # trunk tensor name (state_dict key) -> ONNX initializer name
-        self.line_height = line_height
 
     def forward(self, lines: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.trunk(lines))
@@ -124,8 +119,7 @@ def load_net(source: Path) -> PlateRecogniserNet:
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weights[_HEAD_W][:, rows].T.copy()))
         head.bias.copy_(torch.from_numpy(weights[_HEAD_B][rows].copy()))
-    metadata = {p.key: p.value for p in original.metadata_props}
-    return PlateRecogniserNet(trunk, head, names, declared_line_height(metadata, source))
+    return PlateRecogniserNet(trunk, head, names)
 
 
 def _trainable(

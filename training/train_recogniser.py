@@ -76,43 +76,27 @@ MAX_TRAIN_WIDTH: Final = 480  # 10 steps a character for 7 characters, and then 
 _STEP_PX: Final = 8
 _INDEX: Final = {c: i + 1 for i, c in enumerate(CLASS_NAMES)}  # 0 is the CTC blank
 
-# Lines, their valid CTC steps, the concatenated targets, their lengths, and the same lines at
-# the anchor network's height (the very tensor where the heights are the same).
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def collate(
-    samples: Sequence[LineSample], line_height: int = LINE_HEIGHT, anchor_height: int | None = None
-) -> Batch:
-    """The batch of `samples` at `line_height`, its anchor's lines at `anchor_height`."""
-    lines, steps = _lines(samples, line_height)
-    anchors = lines
-    if anchor_height is not None and anchor_height != line_height:
-        anchors = _lines(samples, anchor_height)[0]
-    targets = [_INDEX[c] for s in samples for c in s.text]
-    return (
-        lines,
-        steps,
-        torch.tensor(targets, dtype=torch.long),
-        torch.tensor([len(s.text) for s in samples], dtype=torch.long),
-        anchors,
-    )
-
-
-def _lines(samples: Sequence[LineSample], line_height: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lines padded on the right to the widest, and their valid CTC steps."""
+def collate(samples: Sequence[LineSample], line_height: int = LINE_HEIGHT) -> Batch:
+    """Lines, their valid CTC steps, the concatenated targets and their lengths."""
     prepared = [line_tensor(s.line, line_height) for s in samples]
     width = max(t.shape[-1] for t, _ in prepared)
-    lines = np.zeros((len(prepared), 3, line_height, width), np.float32)
+    lines = np.zeros((len(prepared), 3, prepared[0][0].shape[1], width), np.float32)
     for i, (tensor, _) in enumerate(prepared):
         lines[i, :, :, : tensor.shape[-1]] = tensor
     steps = [max(math.ceil(w / _STEP_PX), 1) for _, w in prepared]
-    return torch.from_numpy(lines), torch.tensor(steps, dtype=torch.long)
+    targets = [_INDEX[c] for s in samples for c in s.text]
+    return (
+        torch.from_numpy(lines),
+        torch.tensor(steps, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long),
+        torch.tensor([len(s.text) for s in samples], dtype=torch.long),
+    )
 
 
-def _fill(
-    stream: Iterator[LineSample], count: int, line_height: int, anchor_height: int | None
-) -> Batch:
+def _fill(stream: Iterator[LineSample], count: int, line_height: int) -> Batch:
     samples: list[LineSample] = []
     while len(samples) < count:
         sample = next(stream)
@@ -121,7 +105,7 @@ def _fill(
         # CTC needs a step per character, and one between repeats.
         if resized <= MAX_TRAIN_WIDTH and 2 * len(sample.text) + 1 <= resized // _STEP_PX:
             samples.append(sample)
-    return collate(samples, line_height, anchor_height)
+    return collate(samples, line_height)
 
 
 def _batches(
@@ -130,7 +114,6 @@ def _batches(
     batch: int,
     anchor_lines: int,
     line_height: int,
-    anchor_height: int | None = None,
     darkplate: RealLines | None,
     pseudo: RealLines | None,
     weights: tuple[float, float, float],
@@ -144,10 +127,8 @@ def _batches(
     )
     while True:
         yield (
-            _fill(stream, batch, line_height, anchor_height),
-            _fill(generated, anchor_lines, line_height, anchor_height)
-            if generated is not None
-            else None,
+            _fill(stream, batch, line_height),
+            _fill(generated, anchor_lines, line_height) if generated is not None else None,
         )
 
 
@@ -157,7 +138,7 @@ def ctc_loss(net: PlateRecogniserNet, batch: Batch, *, device: torch.device) -> 
 
 
 def _ctc(log_probs: torch.Tensor, batch: Batch, *, device: torch.device) -> torch.Tensor:
-    _, steps, targets, lengths, _ = batch
+    _, steps, targets, lengths = batch
     loss: torch.Tensor = torch.nn.functional.ctc_loss(
         log_probs.transpose(0, 1),  # (T, N, C)
         targets.to(device),
@@ -174,31 +155,13 @@ def anchor_loss(
 ) -> torch.Tensor:
     """KL(anchor || the network whose `log_probs` these are) per CTC step, averaged over the
     lines' valid `steps`: how far the fine-tune has moved from what the anchor network (the
-    starting point, frozen) reads on the same lines (`lines`, at the anchor's own height,
-    already on the networks' device). An anchor reading taller lines has more steps: its
-    distributions are pooled along the line onto the fine-tune's steps (`_pooled`: a student
-    at a smaller line height learns from its teacher's reading of the full-height line)."""
+    starting point, frozen) reads on the same `lines` (already on the networks' device)."""
     with torch.no_grad():
         target = anchor(lines).log_softmax(-1)
-        if target.shape[1] != log_probs.shape[1]:
-            target = _pooled(target.exp(), log_probs.shape[1]).clamp_min(1e-12).log()
     per_step = (target.exp() * (target - log_probs)).sum(-1)  # (N, T)
     valid = torch.arange(per_step.shape[1], device=lines.device)[None, :] < steps[:, None]
     mean: torch.Tensor = (per_step * valid).sum() / valid.sum().clamp_min(1)
     return mean
-
-
-def _pooled(probs: torch.Tensor, steps: int) -> torch.Tensor:
-    """(N, T, C) CTC distributions onto `steps` < T steps, each from the steps it spans: a
-    class's most, the blank's least, renormalised. CTC's spikes are one step wide, so spread
-    linearly between two steps a character fell under the blank in both (the fused reader read
-    81.8% of the dev set after such a distillation, against 91.6% before it); at its most it
-    stays, and a spike pooled into two neighbouring steps still collapses into one character."""
-    by_class = probs.transpose(1, 2)  # (N, C, T)
-    pool = torch.nn.functional.adaptive_max_pool1d
-    pooled = torch.cat([-pool(-by_class[:, :1], steps), pool(by_class[:, 1:], steps)], dim=1)
-    pooled = pooled / pooled.sum(1, keepdim=True)
-    return pooled.transpose(1, 2)
 
 
 def train_step(
@@ -219,25 +182,16 @@ def train_step(
     loss = _ctc(log_probs, batch, device=device)
     if anchor is not None and anchor_weight > 0:
         steps = batch[1].to(device)
-        loss = loss + anchor_weight * anchor_loss(
-            log_probs, anchor, _anchors(batch, device, lines), steps
-        )
+        loss = loss + anchor_weight * anchor_loss(log_probs, anchor, lines, steps)
         if anchor_batch is not None:
             held, held_steps = anchor_batch[0].to(device), anchor_batch[1].to(device)
             held_log_probs = net(held).log_softmax(-1)
-            loss = loss + anchor_weight * anchor_loss(
-                held_log_probs, anchor, _anchors(anchor_batch, device, held), held_steps
-            )
+            loss = loss + anchor_weight * anchor_loss(held_log_probs, anchor, held, held_steps)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
     optimiser.step()
     return float(loss.detach())
-
-
-def _anchors(batch: Batch, device: torch.device, lines: torch.Tensor) -> torch.Tensor:
-    """The batch's lines at the anchor's height: `lines` (on the device) where they are those."""
-    return lines if batch[4] is batch[0] else batch[4].to(device)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -274,7 +228,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             batch=args.batch,
             anchor_lines=args.anchor_lines,
             line_height=args.line_height,
-            anchor_height=anchor.line_height if anchor is not None else None,
             darkplate=darkplate,
             pseudo=pseudo,
             weights=weights,
@@ -339,7 +292,10 @@ def parser() -> argparse.ArgumentParser:
         help="generated lines a step on which only the anchor acts (needs --anchor-weight)",
     )
     # The network's cost falls with the square of the line height; the exported model declares
-    # it (reader.recogniser.LINE_HEIGHTS: the heights this graph reads).
+    # it (reader.recogniser.LINE_HEIGHTS: the heights this graph reads). The anchor, where on,
+    # reads the same lines at this height: distilled from its reading of the 48 px line instead
+    # (its steps pooled onto the student's), a 36 px student read worse (model card, "A smaller
+    # line height").
     p.add_argument("--line-height", type=int, default=LINE_HEIGHT)
     add_run_options(p, log_every=10, save_every=100)
     p.add_argument(

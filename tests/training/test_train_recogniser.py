@@ -239,50 +239,6 @@ def test_a_run_at_a_smaller_line_height_exports_a_model_that_reads_at_it(tmp_pat
         )
 
 
-def test_a_student_at_a_smaller_height_learns_from_its_anchors_full_height_reading(
-    lines: list[LineSample],
-) -> None:
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    anchor = load_net(ppocr_recogniser_path()).eval().requires_grad_(False)
-    assert anchor.line_height == 48
-    student = load_net(ppocr_recogniser_path())
-    batch = collate(lines, 36, anchor.line_height)
-    assert batch[0].shape[2] == 36 and batch[4].shape[2] == 48
-    # The anchor reads more steps along the taller line: its reading is resampled onto the
-    # student's, and a step on the anchor's term brings the student's reading towards it.
-    assert anchor(batch[4]).shape[1] > student(batch[0]).shape[1]
-
-    def distance() -> float:
-        with torch.no_grad():
-            log_probs = student(batch[0]).log_softmax(-1)
-            return float(anchor_loss(log_probs, anchor, batch[4], batch[1]))
-
-    before = distance()
-    optimiser = torch.optim.Adam(student.parameters(), lr=1e-4)
-    for _ in range(3):
-        log_probs = student(batch[0]).log_softmax(-1)
-        loss = anchor_loss(log_probs, anchor, batch[4], batch[1])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    assert distance() < 0.9 * before
-
-
-def test_pooling_a_taller_lines_steps_keeps_every_ctc_spike() -> None:
-    from training.train_recogniser import _pooled
-
-    # Blank everywhere but two one-step spikes, class 1 at step 2 and class 2 at step 5 of 8.
-    probs = torch.zeros(1, 8, 3)
-    probs[0, :, 0] = 1.0
-    probs[0, 2] = torch.tensor([0.02, 0.98, 0.0])
-    probs[0, 5] = torch.tensor([0.1, 0.0, 0.9])
-    pooled = _pooled(probs, 6)[0]
-    torch.testing.assert_close(pooled.sum(-1), torch.ones(6))
-    best = pooled.argmax(-1).tolist()
-    assert [c for i, c in enumerate(best) if c and (i == 0 or best[i - 1] != c)] == [1, 2]
-
-
 @pytest.mark.parametrize("height", ["32", "49"])
 def test_a_line_height_the_graph_cannot_read_is_refused(
     height: str, capsys: pytest.CaptureFixture[str]
