@@ -100,11 +100,10 @@ def generate_dataset(
     jobs = [(out_dir, seed, i, "val" if i < n_val else "train") for i in range(count)]
     step = max(1, count // 20)
     if workers > 1:
-        # Not fork: a process with threads running (a reader's ONNX Runtime and torch pools, in
-        # the test suite) can fork a worker that dies or hangs on a lock it inherited, and then
-        # the pool waits forever (a full test run hung so once). The fork server forks from a clean
-        # process.
-        # Indices seed plates, so the order in which workers finish does not change any bytes.
+        # The fork server, not fork: forked from a process with threads running (the test
+        # suite's ONNX Runtime and torch pools), a worker can die on a lock it inherited and the
+        # pool then waits forever (a full test run hung so once). Indices seed plates, so the
+        # order in which workers finish does not change any bytes.
         with multiprocessing.get_context("forkserver").Pool(workers) as pool:
             for done, _ in enumerate(pool.imap_unordered(_write_one, jobs, chunksize=64), 1):
                 if progress and done % step == 0:
